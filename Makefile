@@ -1,0 +1,29 @@
+# Two commands on a fresh clone: `make demo` (a small sweep on the embedded defaults) and `make test`.
+# Each creates .venv if needed and installs genlab with the exact versions of constraints.txt.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.genlab-installed
+DEMO   ?= sweeps/improved_gan/digits_sweep.yaml
+
+.PHONY: demo test lint install clean-results
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/genlab sweep $(DEMO) --set name=digits-demo-$$(date +%Y%m%d-%H%M%S) --num-cpus 2
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean-results:
+	rm -rf results mlflow.db mlartifacts

@@ -1,0 +1,89 @@
+"""The contract between the platform and a generative algorithm.
+
+An algorithm is a small object the platform drives. It knows nothing of Ray, Tune, MLflow or the
+cluster: it is built from its typed hyperparameters and the dataset's shape, and it exposes
+
+- ``nets``: its ``nn.Module`` s by name (the platform checkpoints them and wraps them in DDP);
+- ``train_nets``: what ``train_step`` calls; the platform replaces them with DDP wrappers through
+  :meth:`distribute` when there is more than one worker;
+- ``optimizers``: by name, checkpointed with the nets;
+- ``initialize(batch)``: optional data-dependent init (weight norm), run once before distribution;
+- ``train_step(batch) -> dict[str, float]``, ``evaluate(x, y) -> dict[str, float]``,
+  ``sample(n) -> images in [-1, 1]``;
+- ``extra_state()`` / ``load_extra_state()`` for anything else worth checkpointing (an EMA).
+
+A batch is a dict of tensors on the algorithm's device: ``x`` (unlabeled images, N x C x H x W in
+[-1, 1]) and, for semi-supervised runs, ``x_lab`` and ``y_lab``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What an algorithm may know of its data."""
+
+    shape: tuple[int, int, int]  # C, H, W
+    num_classes: int
+    name: str = ""
+
+
+class GenerativeAlgorithm(ABC):
+    def __init__(self, hparams, info: DataInfo, device: torch.device | str = "cpu"):
+        self.hp = hparams
+        self.info = info
+        self.device = torch.device(device)
+        self.nets: dict[str, nn.Module] = {}
+        self.train_nets: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.step = 0
+
+    # --- what the platform calls -------------------------------------------------------------
+    def initialize(self, batch: dict[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook
+        """Data-dependent initialisation from the first batch (default: nothing)."""
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Replace the nets used for training by ``wrap(net)`` (DDP); evaluation uses ``nets``."""
+        self.train_nets = {k: wrap(v) for k, v in self.nets.items()}
+
+    @abstractmethod
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]: ...
+
+    @abstractmethod
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]: ...
+
+    @abstractmethod
+    def sample(self, n: int) -> torch.Tensor: ...
+
+    def end_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
+        """Called after each epoch (learning-rate schedules)."""
+
+    # --- checkpointing ------------------------------------------------------------------------
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def state_dict(self) -> dict:
+        return {
+            "nets": {k: v.state_dict() for k, v in self.nets.items()},
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "step": self.step,
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state["nets"].items():
+            self.nets[k].load_state_dict(v)
+        for k, v in state["optimizers"].items():
+            self.optimizers[k].load_state_dict(v)
+        self.step = state["step"]
+        self.load_extra_state(state.get("extra", {}))

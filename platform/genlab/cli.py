@@ -1,0 +1,152 @@
+"""``genlab``: train | sweep | runs | validate.
+
+Specs are loaded and validated (with ``--set`` overrides) before Ray starts; Ray is local unless
+``RAY_ADDRESS`` names a cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from genlab import config, tracking
+from genlab.config import SpecError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genlab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def spec_cmd(name: str, help: str) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help)
+        s.add_argument("spec", help="YAML spec (see sweeps/)")
+        s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a field, e.g. --set hparams.lr=1e-3 (repeatable; validated like the file)")
+        return s
+
+    for name, help in (("train", "train one run on Ray Train"), ("sweep", "run a Tune + Optuna + ASHA sweep")):
+        s = spec_cmd(name, help)
+        s.add_argument("--storage", default="results", help="results folder (default: ./results)")
+        s.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep of this name")
+        s.add_argument("--num-cpus", type=float, default=None,
+                       help="CPUs of the local Ray instance (default: all); ignored with RAY_ADDRESS")
+        s.add_argument("--no-dashboard", action="store_true", help="start the local Ray without its dashboard")
+    spec_cmd("validate", "check a run or sweep spec and print it resolved")
+    r = sub.add_parser("runs", help="compare the runs of an MLflow experiment")
+    r.add_argument("experiment", nargs="?", default="genlab")
+    r.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
+    r.add_argument("--max-runs", type=int, default=50)
+    return p
+
+
+def _load(path: str, overrides: list[str]):
+    raw = config.read_yaml(path)
+    if config.is_sweep(raw):
+        return config.load_sweep(path, overrides)
+    return config.load_run(path, overrides)
+
+
+def _start_ray(num_cpus: float | None, dashboard: bool) -> None:
+    import ray
+
+    if os.environ.get("RAY_ADDRESS"):
+        ctx = ray.init()
+    else:
+        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard)
+    if ctx.dashboard_url:
+        print(f"[genlab] Ray dashboard: http://{ctx.dashboard_url}", flush=True)
+
+
+def _check_resources(spec: config.RunSpec, num_cpus: float | None) -> None:
+    if os.environ.get("RAY_ADDRESS"):
+        return  # a cluster may autoscale; Ray places what it can
+    import torch
+
+    config.check_local_resources(spec, cpus_available=num_cpus or os.cpu_count() or 1,
+                                 gpus_available=torch.cuda.device_count())
+
+
+def _where_next(storage: Path, uri: str) -> None:
+    print("\nWhere to look next:")
+    print(f"  results (Ray Tune/Train, TensorBoard):  {storage}    tensorboard --logdir {storage}")
+    if uri.startswith("sqlite:///"):
+        print(f"  MLflow UI:  mlflow ui --backend-store-uri {uri} --host 127.0.0.1   (then http://127.0.0.1:5000)")
+    else:
+        print(f"  MLflow: {uri}")
+    print("  compare runs:  genlab runs <experiment>")
+
+
+def cmd_train(args) -> int:
+    from genlab import train
+
+    spec = _load(args.spec, args.overrides)
+    if not isinstance(spec, config.RunSpec):
+        raise SpecError(f"{args.spec} is a sweep spec; run it with `genlab sweep {args.spec}`")
+    _check_resources(spec, args.num_cpus)
+    storage = Path(args.storage).resolve()
+    if (storage / spec.name).exists() and not args.resume:
+        raise SpecError(f"{storage / spec.name} already holds a run named {spec.name!r}: pass --resume to "
+                        "continue it from its last checkpoint, or choose a new name (--set name=...)")
+    _start_ray(args.num_cpus, not args.no_dashboard)
+    result = train.fit(spec, storage_path=storage)
+    print("\nFinal metrics:")
+    for k, v in sorted(result.metrics.items()):
+        if k.startswith(("eval/", "loss/")):
+            print(f"  {k:28s} {v:.4f}")
+    print(f"  MLflow run id: {result.mlflow_run_id}")
+    _where_next(storage, tracking.resolve_uri(spec.tracking.uri))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from genlab import sweep
+
+    spec = _load(args.spec, args.overrides)
+    if not isinstance(spec, config.SweepSpec):
+        raise SpecError(f"{args.spec} is a run spec (no search_space); run it with `genlab train {args.spec}`")
+    _check_resources(spec.run, args.num_cpus)
+    storage = Path(args.storage).resolve()
+    _start_ray(args.num_cpus, not args.no_dashboard)
+    results = sweep.run(spec, storage_path=storage, resume=args.resume)
+    print(f"\nSweep {spec.name}: {len(results)} trials, ranked by {spec.metric} ({spec.mode}):")
+    print(sweep.best_table(spec, results))
+    ok = [r for r in results if r.error is None and spec.metric in (r.metrics or {})]
+    if ok:
+        best = results.get_best_result(spec.metric, spec.mode, scope="all")
+        print(f"\nBest trial: {best.metrics.get('trial_id')}  {spec.metric}={sweep._best_value(spec, best):.4f}")
+        for k, v in sorted(sweep._sampled(best.config).items()):
+            print(f"  {k} = {v}")
+    _where_next(storage / spec.name, tracking.resolve_uri(spec.run.tracking.uri))
+    return 0 if ok else 1
+
+
+def cmd_validate(args) -> int:
+    import yaml
+
+    spec = _load(args.spec, args.overrides)
+    print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    try:
+        print(tracking.runs_table(tracking.resolve_uri(args.tracking_uri), args.experiment, args.max_runs))
+    except LookupError as e:
+        raise SpecError(str(e)) from None
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"train": cmd_train, "sweep": cmd_sweep, "validate": cmd_validate, "runs": cmd_runs}[
+            args.command](args)
+    except SpecError as e:
+        print(f"genlab: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

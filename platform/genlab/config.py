@@ -1,0 +1,433 @@
+"""Typed, validated run and sweep specs: YAML -> objects, before Ray starts.
+
+Every error names the field, the bad value and what is allowed, and all errors of a file are
+reported together in one :class:`SpecError`. ``--set a.b=value`` overrides are applied to the raw
+YAML and then go through the same validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from genlab import registry
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+DATASETS = ("digits", "mnist", "svhn", "cifar10")
+
+
+class SpecError(ValueError):
+    """A spec that cannot run. The message lists every problem, one per line, each naming its field."""
+
+
+class Strict(BaseModel):
+    """Base for every spec section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------------- run spec
+
+
+class DataSpec(Strict):
+    name: Literal["digits", "mnist", "svhn", "cifar10"] = "digits"
+    """Dataset. `digits` ships with scikit-learn (no network); the others load from `root`."""
+    root: str | None = None
+    """Folder holding the dataset files; default $GENLAB_DATA or ~/.genlab/data."""
+    download: bool = False
+    """Let torchvision download a missing dataset (needs a network)."""
+    labels_per_class: PositiveInt | None = None
+    """Semi-supervised: keep labels for this many training images per class (seeded); None = all."""
+    batch_size: PositiveInt = 100
+    """Unlabeled (and labeled) images per step, per worker."""
+    seed: NonNegativeInt = 0
+    """Seed of the labeled-subset draw and of the digits test split."""
+
+
+class BudgetSpec(Strict):
+    epochs: PositiveInt = 10
+    """Passes over the (per-worker shard of the) training set; metrics are reported every epoch."""
+    steps_per_epoch: PositiveInt | None = None
+    """Cap the steps of one epoch (quick runs on large datasets); None = the whole shard."""
+    eval_every: PositiveInt = 1
+    """Evaluate (test error, sample grid) every this many epochs, and always after the last."""
+    checkpoint_every: PositiveInt = 1
+    """Checkpoint (models, optimizers, EMA, step) every this many epochs, and always after the last."""
+
+
+class ResourcesSpec(Strict):
+    num_workers: PositiveInt = 1
+    """Ray Train workers; more than one trains with DistributedDataParallel."""
+    gpus_per_worker: NonNegativeFloat = 0
+    """GPUs per worker (0 = CPU). Needs GPUs in the Ray cluster."""
+    cpus_per_worker: PositiveFloat = 1
+    """CPUs reserved per worker."""
+    max_failures: NonNegativeInt = 1
+    """Restart a failed run this many times from its latest checkpoint."""
+
+
+class TrackingSpec(Strict):
+    uri: str | None = None
+    """MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db."""
+    experiment: str = Field(default="genlab", min_length=1)
+    """MLflow experiment that holds the runs."""
+
+
+class RunSpec(Strict):
+    name: str = Field(default="run", pattern=NAME_PATTERN)
+    """Run name: letters, digits, `_`, `.`, `-`."""
+    algorithm: str
+    """Registered algorithm (see `genlab.registry.names()`)."""
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    """The algorithm's hyperparameters, validated by its own typed class; defaults filled in."""
+    data: DataSpec = Field(default_factory=DataSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    seed: NonNegativeInt = 0
+    """Seed of model initialisation and batch order."""
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, v: str) -> str:
+        if v not in registry.names():
+            raise ValueError(f"unknown algorithm {v!r}; registered: {', '.join(registry.names())}")
+        return v
+
+    @model_validator(mode="after")
+    def _validate_hparams(self) -> RunSpec:
+        model = registry.hparams_class(self.algorithm)
+        try:
+            resolved = model.model_validate(self.hparams)
+        except ValidationError as e:
+            raise SpecError("\n".join(_format_errors(e, prefix="hparams", model=model))) from None
+        # Store the resolved hparams (defaults filled in) as plain data: it travels to Ray workers.
+        object.__setattr__(self, "hparams", resolved.model_dump(mode="json"))
+        return self
+
+    @model_validator(mode="after")
+    def _budget_consistent(self) -> RunSpec:
+        if self.budget.eval_every > self.budget.epochs:
+            raise SpecError(
+                f"budget.eval_every: {self.budget.eval_every} is more than budget.epochs={self.budget.epochs}; "
+                "set it to at most the number of epochs"
+            )
+        return self
+
+    def hparams_obj(self) -> BaseModel:
+        """The hyperparameters as the algorithm's own typed object."""
+        return registry.hparams_class(self.algorithm).model_validate(self.hparams)
+
+
+# --------------------------------------------------------------------------------------- sweep spec
+
+
+class Uniform(Strict):
+    uniform: tuple[float, float]
+    """[low, high]"""
+
+
+class LogUniform(Strict):
+    loguniform: tuple[PositiveFloat, PositiveFloat]
+    """[low, high], both > 0"""
+
+
+class IntRange(Strict):
+    int: tuple[int, int]
+    """[low, high], inclusive"""
+
+
+class Choice(Strict):
+    choice: list[Any] = Field(min_length=1)
+    """the values to try"""
+
+
+SearchDim = Uniform | LogUniform | IntRange | Choice
+DIMENSIONS: dict[str, type[BaseModel]] = {"uniform": Uniform, "loguniform": LogUniform, "int": IntRange,
+                                          "choice": Choice}
+
+
+class SchedulerSpec(Strict):
+    type: Literal["asha", "fifo"] = "asha"
+    """`asha` stops poor trials early (epochs are its time unit); `fifo` runs every trial to the end."""
+    grace_period: PositiveInt = 1
+    """ASHA: epochs every trial runs before it can be stopped."""
+    reduction_factor: float = Field(default=2.0, gt=1)
+    """ASHA: keep 1/reduction_factor of the trials at each rung."""
+
+
+class SweepSpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    """Sweep name: results go to <storage>/<name>, MLflow parent run has this name."""
+    run: RunSpec
+    """The base run that each trial modifies."""
+    search_space: dict[str, SearchDim] = Field(min_length=1)
+    """Dotted path into the run spec (e.g. `hparams.lr`) -> {uniform|loguniform|int: [lo, hi]} or {choice: [...]}."""
+    metric: str
+    """Metric to optimise, as reported by the algorithm (e.g. `eval/test_error`)."""
+    mode: Literal["min", "max"]
+    num_samples: PositiveInt = 4
+    """Number of trials."""
+    max_concurrent: PositiveInt = 2
+    """Trials running at once (each also needs its run's resources)."""
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    seed: NonNegativeInt = 0
+    """Seed of the Optuna TPE sampler."""
+
+    @field_validator("search_space", mode="before")
+    @classmethod
+    def _dimensions(cls, value):
+        """Pick each dimension's class by its one key, so errors speak of that kind only."""
+        if not isinstance(value, dict):
+            return value
+        out, errors = {}, []
+        for path, dim in value.items():
+            if not (isinstance(dim, dict) and len(dim) == 1 and next(iter(dim)) in DIMENSIONS):
+                errors.append(f"{path}: expected one of {{uniform: [low, high]}}, {{loguniform: [low, high]}}, "
+                              f"{{int: [low, high]}}, {{choice: [a, b, ...]}} (got {dim!r})")
+                continue
+            try:
+                out[path] = DIMENSIONS[next(iter(dim))].model_validate(dim)
+            except ValidationError as e:
+                errors += [f"{path}.{line}" for line in _format_errors(e)]
+        if errors:
+            raise SpecError("\n".join(errors))
+        return out
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        errors = []
+        for path, dim in self.search_space.items():
+            errors += _check_dim(path, dim, self.run)
+        metrics = registry.metrics(self.run.algorithm)
+        if self.metric not in metrics:
+            errors.append(
+                f"metric: {self.metric!r} is not reported by {self.run.algorithm}; choose one of: "
+                + ", ".join(metrics)
+            )
+        if self.scheduler.type == "asha" and self.scheduler.grace_period > self.run.budget.epochs:
+            errors.append(
+                f"scheduler.grace_period: {self.scheduler.grace_period} is more than run.budget.epochs="
+                f"{self.run.budget.epochs}; every trial would end before ASHA could compare them"
+            )
+        if errors:
+            raise SpecError("\n".join(errors))
+        return self
+
+
+def _check_dim(path: str, dim: Any, run: RunSpec) -> list[str]:
+    where = f"search_space.{path}"
+    if isinstance(dim, (Uniform, LogUniform, IntRange)):
+        lo, hi = next(iter(dim.model_dump().values()))
+        if not lo < hi:
+            return [f"{where}: low must be below high (got [{lo}, {hi}])"]
+        probes = [lo, hi]
+    else:
+        probes = list(dim.choice)
+    if path.split(".")[0] in ("name", "tracking"):
+        return [f"{where}: {path.split('.')[0]} cannot be swept"]
+    raw = run.model_dump(mode="json")
+    for value in probes:
+        try:
+            set_path(raw, path, value)
+        except KeyError as e:
+            return [f"{where}: {e.args[0]}"]
+        try:
+            RunSpec.model_validate(raw)
+        except (ValidationError, SpecError) as e:
+            msgs = _format_errors(e, model=RunSpec) if isinstance(e, ValidationError) else str(e).splitlines()
+            return [f"{where}: value {value!r} is not a valid run ({'; '.join(msgs)})"]
+    return []
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def set_path(raw: dict, dotted: str, value: Any) -> None:
+    """Set ``raw[a][b][c] = value`` for ``dotted='a.b.c'``; the parent mappings must exist or be creatable."""
+    keys = dotted.split(".")
+    node = raw
+    for i, k in enumerate(keys[:-1]):
+        if k not in node or node[k] is None:
+            node[k] = {}
+        if not isinstance(node[k], dict):
+            raise KeyError(f"{'.'.join(keys[: i + 1])} is a value, not a section; cannot set {dotted}")
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``'hparams.lr=1e-3'`` -> ``('hparams.lr', 0.001)``; the value is read as YAML."""
+    if "=" not in item:
+        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set hparams.lr=1e-3")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise SpecError(f"--set {item!r}: the key must be a dotted path such as hparams.lr")
+    return key, _yaml_value(text)
+
+
+def _yaml_value(text: str) -> Any:
+    value = yaml.safe_load(text) if text.strip() else ""
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; users mean a number
+        try:
+            f = float(value)
+            if math.isfinite(f):
+                return f
+        except ValueError:
+            pass
+    return value
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{p}: no such spec file")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{p}: a spec must be a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def _resolve_run_file(raw: dict, base_dir: Path) -> dict:
+    """A sweep's ``run:`` may name a run spec file (relative to the sweep file) instead of inlining it."""
+    if isinstance(raw.get("run"), str):
+        raw = dict(raw)
+        raw["run"] = read_yaml(base_dir / raw["run"])
+    return raw
+
+
+def is_sweep(raw: dict) -> bool:
+    return "search_space" in raw
+
+
+def load_run(path: str | Path, overrides: list[str] = ()) -> RunSpec:
+    return _validate(RunSpec, read_yaml(path), overrides, str(path))
+
+
+def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
+    raw = _resolve_run_file(read_yaml(path), Path(path).parent)
+    return _validate(SweepSpec, raw, overrides, str(path))
+
+
+def run_from_dict(raw: dict, source: str = "run spec") -> RunSpec:
+    return _validate(RunSpec, raw, (), source)
+
+
+def _validate(model: type[BaseModel], raw: dict, overrides, source: str):
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, value = parse_override(item)
+        try:
+            set_path(raw, key, value)
+        except KeyError as e:
+            raise SpecError(f"{source}: --set {item}: {e.args[0]}") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        lines = _format_errors(e, model=model)
+    except SpecError as e:
+        lines = str(e).splitlines()
+    raise SpecError(f"{source}: invalid {_kind(model)}:\n" + "\n".join(f"  {line}" for line in lines))
+
+
+def _kind(model) -> str:
+    return {RunSpec: "run spec", SweepSpec: "sweep spec"}.get(model, model.__name__)
+
+
+def _format_errors(e: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> list[str]:
+    out = []
+    for err in e.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
+        etype, msg = err["type"], err["msg"]
+        if etype == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            msg = f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+            field = ".".join(([prefix] if prefix else []) + loc[:-1]) or "(top level)"
+            out.append(f"{field}: {msg}")
+            continue
+        if etype == "value_error":
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, SpecError):  # our model-level checks: lines already start with their field
+                base = ".".join(([prefix] if prefix else []) + loc)
+                out += [f"{base}.{line}" if base else line for line in str(cause).splitlines()]
+                continue
+            msg = msg.removeprefix("Value error, ")
+        if etype == "assertion_error":
+            msg = msg.removeprefix("Assertion failed, ")
+        got = err.get("input")
+        if etype not in ("missing", "extra_forbidden") and not isinstance(got, (dict, BaseModel)):
+            msg += f" (got {got!r})"
+        out.append(f"{field}: {msg}")
+    return out
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: list[str]) -> list[str]:
+    """The field names at ``loc`` inside ``model`` (for 'unknown key' messages)."""
+    node: Any = model
+    for part in loc:
+        if node is None or not (isinstance(node, type) and issubclass(node, BaseModel)):
+            return []
+        field = node.model_fields.get(part)
+        if field is None:
+            if part == "hparams":
+                return []
+            node = None
+            continue
+        node = _model_in(field.annotation)
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    return []
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        m = _model_in(arg)
+        if m is not None:
+            return m
+    return None
+
+
+def check_local_resources(spec: RunSpec, *, cpus_available: float, gpus_available: int) -> None:
+    """Reject a run the local Ray cluster can never place (it would wait forever)."""
+    r = spec.resources
+    problems = []
+    if r.gpus_per_worker > 0 and gpus_available == 0:
+        problems.append(
+            f"resources.gpus_per_worker: {r.gpus_per_worker:g} GPUs asked for, but this machine has none; "
+            "set 0 to train on the CPU, or submit to a cluster with GPUs (RAY_ADDRESS / genlab submit)"
+        )
+    elif r.num_workers * r.gpus_per_worker > gpus_available:
+        problems.append(
+            f"resources: {r.num_workers} workers x {r.gpus_per_worker:g} GPUs is more than the "
+            f"{gpus_available} GPUs here; lower resources.num_workers or resources.gpus_per_worker"
+        )
+    if r.num_workers * r.cpus_per_worker > cpus_available:
+        problems.append(
+            f"resources: {r.num_workers} workers x {r.cpus_per_worker:g} CPUs is more than the "
+            f"{cpus_available:g} CPUs here; lower resources.num_workers or resources.cpus_per_worker"
+        )
+    if problems:
+        raise SpecError("\n".join(problems))

@@ -1,0 +1,242 @@
+"""MLflow: one run per training run (a child run per trial in a sweep), params, metrics, artifacts.
+
+Who does what:
+- the process that drives a run (``genlab train``, or a Tune trial) opens the MLflow run, logs the
+  resolved config, command, git commit and package versions, and closes it as FINISHED or FAILED
+  (with the error);
+- rank 0 of the Ray Train workers logs metrics per epoch, sample grids and the final checkpoint into
+  that run by id (:class:`RunLogger`); a restarted worker keeps logging into the same run;
+- the sweep driver owns the parent run and closes trials whose process died without closing them.
+
+The default store needs no server: ``sqlite:///<cwd>/mlflow.db`` with artifacts in ``<cwd>/mlartifacts``
+(MLflow 3.17 refuses its old file store by default). ``$MLFLOW_TRACKING_URI`` or the spec's
+``tracking.uri`` point runs at a tracking server instead.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGES = ("genlab", "ray", "torch", "torchvision", "mlflow", "optuna", "gymnasium", "mujoco", "numpy",
+            "pydantic", "scikit-learn")
+TAG_TRIAL = "genlab.trial_id"
+TAG_SWEEP = "genlab.sweep"
+TAG_KIND = "genlab.kind"
+TAG_ERROR = "genlab.error"
+TAG_PARENT = "mlflow.parentRunId"
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """The tracking URI a run uses: the spec's, else $MLFLOW_TRACKING_URI, else the local SQLite store."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def default_artifact_root(uri: str) -> str | None:
+    """For a local SQLite store, artifacts go beside it (not to ./mlruns of whichever process asks)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(uri: str, name: str) -> str:
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return c.create_experiment(name, artifact_location=default_artifact_root(uri))
+    except Exception:  # created concurrently by another trial
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def git_commit() -> str:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def find_run(uri: str, exp_id: str, tag: str, value: str):
+    runs = client(uri).search_runs([exp_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1)
+    return runs[0] if runs else None
+
+
+def open_run(uri: str, experiment: str, *, run_name: str, config: dict, tags: dict[str, str],
+             resume_tag: tuple[str, str] | None = None) -> str:
+    """Create the run (or reopen the one carrying ``resume_tag``) and log config, command, commit, versions."""
+    c = client(uri)
+    exp_id = experiment_id(uri, experiment)
+    if resume_tag is not None:
+        existing = find_run(uri, exp_id, *resume_tag)
+        if existing is not None:
+            c.update_run(existing.info.run_id, status="RUNNING")
+            return existing.info.run_id
+    commit = git_commit()
+    all_tags = {"mlflow.runName": run_name, "mlflow.source.git.commit": commit, "genlab.git_commit": commit,
+                **tags}
+    run = c.create_run(exp_id, run_name=run_name, tags=all_tags)
+    rid = run.info.run_id
+    from mlflow.entities import Param
+
+    params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
+    for i in range(0, len(params), 100):
+        c.log_batch(rid, params=params[i : i + 100])
+    c.log_text(rid, yaml.safe_dump(config, sort_keys=False), "spec/resolved.yaml")
+    c.log_text(rid, shlex.join(sys.argv), "spec/command.txt")
+    c.log_dict(rid, {"git_commit": commit, **package_versions()}, "spec/environment.json")
+    return rid
+
+
+def close_run(uri: str, run_id: str, error: BaseException | str | None = None) -> None:
+    """End the run: FINISHED, KILLED (interrupted) or FAILED with the error as tag and artifact."""
+    c = client(uri)
+    if error is None:
+        c.set_terminated(run_id, status="FINISHED")
+        return
+    if isinstance(error, KeyboardInterrupt):
+        c.set_tag(run_id, TAG_ERROR, "interrupted")
+        c.set_terminated(run_id, status="KILLED")
+        return
+    text = error if isinstance(error, str) else "".join(traceback.format_exception(error))
+    c.set_tag(run_id, TAG_ERROR, text.strip().splitlines()[-1][:4000] if text.strip() else "unknown error")
+    c.log_text(run_id, text, "error.txt")
+    c.set_terminated(run_id, status="FAILED")
+
+
+class RunLogger:
+    """What rank 0 of a training run logs into an open MLflow run: metrics, images, files."""
+
+    def __init__(self, uri: str, run_id: str):
+        self.uri, self.run_id = uri, run_id
+        self.client = client(uri)
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in values.items() if _is_number(v)]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def image_grid(self, images, path: str, nrow: int | None = None) -> None:
+        """Log a grid of images in [-1, 1] (N x C x H x W) as a PNG artifact at ``path``."""
+        from torchvision.utils import save_image
+
+        with tempfile.TemporaryDirectory() as d:
+            f = Path(d) / Path(path).name
+            n = images.shape[0]
+            save_image(images.float().cpu() * 0.5 + 0.5, f, nrow=nrow or max(1, int(n**0.5)), padding=1)
+            self.client.log_artifact(self.run_id, str(f), str(Path(path).parent))
+
+    def figure(self, fig, path: str) -> None:
+        self.client.log_figure(self.run_id, fig, path)
+
+    def file(self, local: str | Path, artifact_dir: str) -> None:
+        self.client.log_artifact(self.run_id, str(local), artifact_dir)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # drops NaN
+
+
+def learning_curves(history: list[dict[str, float]]):
+    """A matplotlib figure of every metric against epoch, one panel per namespace."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for h in history for k in h if "/" in k and not k.startswith("perf/")})
+    groups: dict[str, list[str]] = {}
+    for k in keys:
+        groups.setdefault(k.split("/")[0], []).append(k)
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.5 * max(1, len(groups)), 3.4), squeeze=False)
+    for ax, (group, ks) in zip(axes[0], groups.items()):
+        for k in ks:
+            pts = [(h["epoch"], h[k]) for h in history if k in h]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=k)
+        ax.set_title(group)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def runs_table(uri: str, experiment: str, max_runs: int = 50) -> str:
+    """A text table comparing the runs of an experiment: the params that differ, and final metrics."""
+    import pandas as pd
+
+    c = client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        names = [e.name for e in c.search_experiments()]
+        raise LookupError(f"no MLflow experiment {experiment!r} at {uri}; experiments there: "
+                         + (", ".join(names) or "none"))
+    runs = c.search_runs([exp.experiment_id], max_results=max_runs, order_by=["attributes.start_time DESC"])
+    if not runs:
+        return f"experiment {experiment!r} has no runs"
+    rows = []
+    for r in runs:
+        row = {"run": r.info.run_name, "status": r.info.status}
+        row.update({f"p:{k}": v for k, v in r.data.params.items()})
+        row.update({k: round(v, 4) for k, v in r.data.metrics.items() if not k.startswith("perf/")})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    pcols = [c for c in df.columns if c.startswith("p:")]
+    differing = [c for c in pcols if df[c].astype(str).nunique(dropna=False) > 1]
+    mcols = [c for c in df.columns if "/" in c and not c.startswith("p:")]
+    df = df[["run", "status", *differing, *sorted(mcols)]].rename(columns=lambda c: c.removeprefix("p:"))
+    buf = io.StringIO()
+    with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):
+        print(df.to_string(index=False), file=buf)
+    return buf.getvalue()

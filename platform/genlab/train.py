@@ -1,0 +1,190 @@
+"""Generative runs on Ray Train: a ``TorchTrainer`` drives the algorithm object on each worker.
+
+``fit(spec)`` opens the MLflow run, starts a ``TorchTrainer`` with the spec's workers (DDP when more
+than one, GPUs when asked for), and closes the MLflow run as FINISHED or FAILED. Each worker builds
+its data shard and the algorithm from the registry, loops ``train_step`` over an epoch, evaluates,
+reports metrics every epoch and a checkpoint (nets, optimizers, EMA, step, epoch, history) every
+``budget.checkpoint_every`` epochs. After a worker failure Ray Train restarts the group
+(``resources.max_failures`` times) and the loop resumes from the latest checkpoint; running the
+same run name again with ``resume=True`` does the same after an interrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from genlab import config, data, registry, tracking
+from genlab.config import RunSpec
+
+STATE_FILE = "state.pt"
+TAG_RUN_KEY = "genlab.run_key"
+FAIL_ENV = "GENLAB_FAIL_AT_EPOCH"
+"""Chaos hook: a worker raises once after reporting this epoch, to exercise recovery (tests, drills)."""
+
+
+def train_loop_per_worker(cfg: dict) -> None:
+    """One Ray Train worker: build data + algorithm, resume if a checkpoint exists, train, report."""
+    import ray.train
+    from ray.train.torch import get_device, prepare_model
+
+    spec = config.run_from_dict(cfg["spec"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = get_device() if spec.resources.gpus_per_worker > 0 else torch.device("cpu")
+    torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
+
+    ds = data.load(spec.data)
+    torch.manual_seed(spec.seed)  # identical initial weights on every rank
+    algo = registry.impl_class(spec.algorithm)(spec.hparams_obj(), ds.info, device)
+    batch_args = dict(batch_size=spec.data.batch_size, seed=spec.seed, rank=rank, world_size=world,
+                      steps=spec.budget.steps_per_epoch, device=device)
+
+    start_epoch, history, last_eval = 1, [], {}
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=False)
+        algo.load_state_dict(state["algo"])
+        start_epoch, history, last_eval = state["epoch"] + 1, state["history"], state["last_eval"]
+        _say(rank, f"resumed from {checkpoint.path} at epoch {start_epoch}")
+    else:
+        algo.initialize(next(iter(data.batches(ds, epoch=0, **batch_args))))
+    if world > 1:
+        algo.distribute(lambda m: prepare_model(m, move_to_device=False,
+                                                parallel_strategy_kwargs={"find_unused_parameters": True}))
+
+    logger = tracking.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"]) if rank == 0 else None
+    b = spec.budget
+    for epoch in range(start_epoch, b.epochs + 1):
+        torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # reproducible from any epoch
+        t0, n_images, sums, n_steps = time.perf_counter(), 0, defaultdict(float), 0
+        for batch in data.batches(ds, epoch=epoch, **batch_args):
+            for k, v in algo.train_step(batch).items():
+                sums[k] += v
+            n_steps += 1
+            n_images += batch["x"].shape[0]
+        algo.end_epoch(epoch)
+        dt = time.perf_counter() - t0
+        metrics = {k: v / n_steps for k, v in sums.items()}
+        metrics.update({"epoch": epoch, "perf/images_per_s": n_images * world / dt, "perf/epoch_time_s": dt})
+
+        is_last = epoch == b.epochs
+        if rank == 0 and (epoch % b.eval_every == 0 or is_last):
+            last_eval = algo.evaluate(ds.test_x.to(device), ds.test_y.to(device))
+            logger.image_grid(algo.sample(100), f"samples/epoch_{epoch:04d}.png")
+        metrics.update(last_eval)  # every report carries the latest eval metrics (schedulers need them)
+        history.append(metrics)
+
+        if rank == 0:
+            logger.metrics(metrics, step=epoch)
+            _say(rank, _progress(epoch, b.epochs, metrics))
+        if epoch % b.checkpoint_every == 0 or is_last:
+            _report_with_checkpoint(rank, metrics, {"algo": algo.state_dict(), "epoch": epoch,
+                                                    "history": history, "last_eval": last_eval},
+                                    final_to=logger if is_last else None)
+        else:
+            ray.train.report(metrics)
+        _maybe_inject_failure(cfg, epoch)
+
+    if logger is not None:
+        import matplotlib.pyplot as plt
+
+        fig = tracking.learning_curves(history)
+        logger.figure(fig, "plots/learning_curves.png")
+        plt.close(fig)
+
+
+def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final_to) -> None:
+    import ray.train
+
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(state, Path(d) / STATE_FILE)
+        if final_to is not None:
+            final_to.file(Path(d) / STATE_FILE, "checkpoint")
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def _maybe_inject_failure(cfg: dict, epoch: int) -> None:
+    marker = cfg.get("fail_marker")
+    if cfg.get("fail_at_epoch") == epoch and marker and not Path(marker).exists():
+        Path(marker).touch()
+        raise RuntimeError(f"{FAIL_ENV}={epoch}: injected worker failure after epoch {epoch}")
+
+
+def _progress(epoch: int, total: int, m: dict) -> str:
+    keys = [k for k in m if k.startswith(("eval/", "loss/"))][:6]
+    shown = "  ".join(f"{k}={m[k]:.4g}" for k in keys)
+    return f"epoch {epoch}/{total}  {shown}  {m['perf/images_per_s']:.0f} img/s"
+
+
+def _say(rank: int, text: str) -> None:
+    if rank == 0:
+        print(f"[genlab] {text}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------- driver
+
+
+def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
+        mlflow_tags: dict[str, str] | None = None, in_tune: bool = False):
+    """Train ``spec`` on Ray Train and track it in MLflow; returns Ray Train's ``Result``.
+
+    ``run_key`` names the run's storage folder (default: the spec's name); a run started again with
+    the same key resumes from its latest checkpoint and keeps logging into the same MLflow run.
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    storage_path = Path(storage_path).resolve()
+    run_key = run_key or spec.name
+    uri = tracking.resolve_uri(spec.tracking.uri)
+    run_id = tracking.open_run(uri, spec.tracking.experiment, run_name=spec.name,
+                               config=spec.model_dump(mode="json"),
+                               tags={TAG_RUN_KEY: f"{storage_path}/{run_key}", tracking.TAG_KIND: "train",
+                                     **(mlflow_tags or {})},
+                               resume_tag=(TAG_RUN_KEY, f"{storage_path}/{run_key}"))
+    loop_cfg = {"spec": spec.model_dump(mode="json"), "mlflow_uri": uri, "mlflow_run_id": run_id}
+    if os.environ.get(FAIL_ENV):
+        loop_cfg["fail_at_epoch"] = int(os.environ[FAIL_ENV])
+        loop_cfg["fail_marker"] = str(storage_path / run_key / ".injected_failure")
+        (storage_path / run_key).mkdir(parents=True, exist_ok=True)
+
+    r = spec.resources
+    callbacks = []
+    if in_tune:
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        callbacks.append(TuneReportCallback())
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_cfg,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0,
+            resources_per_worker={"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker}
+                                                                if r.gpus_per_worker else {})}),
+        run_config=ray.train.RunConfig(
+            name=run_key, storage_path=str(storage_path),
+            failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks),
+    )
+    try:
+        result = trainer.fit()
+    except BaseException as e:  # noqa: BLE001 - the MLflow run must not stay RUNNING
+        tracking.close_run(uri, run_id, e)
+        raise
+    if result.error is not None:
+        tracking.close_run(uri, run_id, result.error)
+        raise result.error
+    tracking.close_run(uri, run_id)
+    result.mlflow_run_id = run_id
+    return result
