@@ -32,7 +32,6 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep of this name")
         s.add_argument("--num-cpus", type=float, default=None,
                        help="CPUs of the local Ray instance (default: all); ignored with RAY_ADDRESS")
-        s.add_argument("--no-dashboard", action="store_true", help="start the local Ray without its dashboard")
     spec_cmd("validate", "check a run or sweep spec and print it resolved")
     r = sub.add_parser("runs", help="compare the runs of an MLflow experiment")
     r.add_argument("experiment", nargs="?", default="genlab")
@@ -48,13 +47,15 @@ def _load(path: str, overrides: list[str]):
     return config.load_run(path, overrides)
 
 
-def _start_ray(num_cpus: float | None, dashboard: bool) -> None:
+def _start_ray(num_cpus: float | None) -> None:
     import ray
 
     if os.environ.get("RAY_ADDRESS"):
         ctx = ray.init()
     else:
-        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard)
+        # The dashboard is not optional: Ray Train's placement-group cleaner asks its state API, and
+        # without it the resources of trials that ASHA stops are never released. It binds 127.0.0.1.
+        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True)
     if ctx.dashboard_url:
         print(f"[genlab] Ray dashboard: http://{ctx.dashboard_url}", flush=True)
 
@@ -89,7 +90,7 @@ def cmd_train(args) -> int:
     if (storage / spec.name).exists() and not args.resume:
         raise SpecError(f"{storage / spec.name} already holds a run named {spec.name!r}: pass --resume to "
                         "continue it from its last checkpoint, or choose a new name (--set name=...)")
-    _start_ray(args.num_cpus, not args.no_dashboard)
+    _start_ray(args.num_cpus)
     result = train.fit(spec, storage_path=storage)
     print("\nFinal metrics:")
     for k, v in sorted(result.metrics.items()):
@@ -108,7 +109,7 @@ def cmd_sweep(args) -> int:
         raise SpecError(f"{args.spec} is a run spec (no search_space); run it with `genlab train {args.spec}`")
     _check_resources(spec.run, args.num_cpus)
     storage = Path(args.storage).resolve()
-    _start_ray(args.num_cpus, not args.no_dashboard)
+    _start_ray(args.num_cpus)
     results = sweep.run(spec, storage_path=storage, resume=args.resume)
     print(f"\nSweep {spec.name}: {len(results)} trials, ranked by {spec.metric} ({spec.mode}):")
     print(sweep.best_table(spec, results))

@@ -2,7 +2,7 @@
 
 Each trial is a small driver function that applies its sampled values to the base run spec,
 validates it, and calls ``genlab.train.fit`` (a ``TorchTrainer`` whose rank-0 metrics reach Tune
-through ``TuneReportCallback``). The trial driver holds almost no CPU (Ray Train's workers hold the
+through ``TuneReportCallback``). The trial driver holds no CPU (Ray Train's workers hold the
 trial's real resources), so on 2 CPUs two 1-worker trials run side by side without deadlock.
 
 Layout: ``<storage>/<sweep name>/`` is Tune's experiment folder (``Tuner.restore`` reads it); the
@@ -19,6 +19,7 @@ from genlab import config, tracking
 from genlab.config import SpecError, SweepSpec
 
 TAG_SWEEP_DIR = "genlab.sweep_dir"
+TRIAL_DRIVER_MEMORY = 64 * 1024**2
 
 
 def _trial(trial_config: dict, *, base: dict, sweep: str, parent_run_id: str, train_storage: str) -> None:
@@ -104,10 +105,15 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
     parent = tracking.open_run(uri, experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                                tags={tracking.TAG_KIND: "sweep", TAG_SWEEP_DIR: str(sweep_dir)},
                                resume_tag=(TAG_SWEEP_DIR, str(sweep_dir)))
+    base = spec.run.model_dump(mode="json")
+    base["tracking"]["uri"] = uri  # trials run in their own working dirs: pass the resolved store
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=spec.run.model_dump(mode="json"), sweep=spec.name,
+        tune.with_parameters(_trial, base=base, sweep=spec.name,
                              parent_run_id=parent, train_storage=str(sweep_dir / "train")),
-        {"cpu": 0.01},  # the trial driver only waits; its Ray Train workers hold the resources
+        # The trial driver only waits on its Ray Train workers, which hold the real resources. It asks
+        # for no CPU (a fraction would leave 0.98 of 2 CPUs, too little for the second 1-CPU worker),
+        # and a little memory because Tune refuses an empty resource request.
+        {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY},
     )
     epochs = spec.run.budget.epochs
     s = spec.scheduler

@@ -45,11 +45,11 @@ def resolve_uri(uri: str | None = None) -> str:
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
-def default_artifact_root(uri: str) -> str | None:
+def default_artifact_root(uri: str, experiment: str) -> str | None:
     """For a local SQLite store, artifacts go beside it (not to ./mlruns of whichever process asks)."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-    return None
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment).resolve().as_uri()
+    return None  # a tracking server decides (its --default-artifact-root)
 
 
 def client(uri: str):
@@ -64,7 +64,7 @@ def experiment_id(uri: str, name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     try:
-        return c.create_experiment(name, artifact_location=default_artifact_root(uri))
+        return c.create_experiment(name, artifact_location=default_artifact_root(uri, name))
     except Exception:  # created concurrently by another trial
         exp = c.get_experiment_by_name(name)
         if exp is None:

@@ -11,6 +11,7 @@ same run name again with ``resume=True`` does the same after an interrupted run.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -33,6 +34,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     import ray.train
     from ray.train.torch import get_device, prepare_model
 
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one progress line per epoch is ours
     spec = config.run_from_dict(cfg["spec"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

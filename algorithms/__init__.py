@@ -1,0 +1,1 @@
+"""Generative algorithms, one package each (see genlab.registry)."""

@@ -1,0 +1,98 @@
+"""Benchmark P1: the Improved-GAN training step inside a Ray Train worker vs a plain PyTorch loop.
+
+Same model, data, batch size, steps and thread count, measured side by side in one run. Only the
+step loop is timed in both (Ray Train's worker start-up is reported separately), so the ratio is
+the per-step overhead of running inside a Ray Train worker.
+
+    .venv/bin/python tests/benchmarks/bench_train_step.py [--spec sweeps/improved_gan/digits.yaml] [--steps 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from genlab import config, data, registry
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def time_steps(spec_dict: dict, steps: int, threads: int) -> dict:
+    """Build data + algorithm from the spec and time ``steps`` training steps (after 5 warm-up steps)."""
+    torch.set_num_threads(threads)
+    spec = config.run_from_dict(spec_dict)
+    ds = data.load(spec.data)
+    torch.manual_seed(spec.seed)
+    algo = registry.impl_class(spec.algorithm)(spec.hparams_obj(), ds.info, "cpu")
+    stream = _endless(ds, spec)
+    algo.initialize(next(stream))
+    for _ in range(5):
+        algo.train_step(next(stream))
+    batches = [next(stream) for _ in range(steps)]  # batching is outside the timed loop in both cases
+    t0 = time.perf_counter()
+    for b in batches:
+        algo.train_step(b)
+    dt = time.perf_counter() - t0
+    return {"steps": steps, "seconds": dt, "steps_per_s": steps / dt}
+
+
+def _endless(ds, spec):
+    epoch = 0
+    while True:
+        yield from data.batches(ds, batch_size=spec.data.batch_size, epoch=epoch, seed=spec.seed)
+        epoch += 1
+
+
+def in_ray_train(spec_dict: dict, steps: int, threads: int) -> tuple[dict, float]:
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    def loop(cfg):
+        ray.train.report(time_steps(cfg["spec"], cfg["steps"], cfg["threads"]))
+
+    t0 = time.perf_counter()
+    result = TorchTrainer(
+        loop, train_loop_config={"spec": spec_dict, "steps": steps, "threads": threads},
+        scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": threads}),
+        run_config=ray.train.RunConfig(name="bench_p1", storage_path="/tmp/genlab-bench"),
+    ).fit()
+    return result.metrics, time.perf_counter() - t0
+
+
+def main() -> None:
+    import ray
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--spec", default=str(ROOT / "sweeps/improved_gan/digits.yaml"))
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=2, help="alternate plain/Ray this many times")
+    args = p.parse_args()
+    spec = config.load_run(args.spec).model_dump(mode="json")
+
+    ray.init(address="local", num_cpus=max(2, args.threads), include_dashboard=False)
+    try:
+        plain, ray_runs = [], []
+        for i in range(args.repeats):
+            plain.append(time_steps(spec, args.steps, args.threads))
+            metrics, wall = in_ray_train(spec, args.steps, args.threads)
+            ray_runs.append(metrics)
+            print(f"round {i + 1}: plain {plain[-1]['steps_per_s']:.1f} steps/s, "
+                  f"Ray Train worker {metrics['steps_per_s']:.1f} steps/s "
+                  f"(TorchTrainer.fit wall {wall:.1f} s incl. start-up)", flush=True)
+    finally:
+        ray.shutdown()
+    best_plain = max(r["steps_per_s"] for r in plain)
+    best_ray = max(r["steps_per_s"] for r in ray_runs)
+    print(f"\nspec {Path(args.spec).name}, {args.steps} steps, batch {spec['data']['batch_size']}, "
+          f"{args.threads} thread(s); best of {args.repeats}:")
+    print(f"  plain PyTorch loop : {best_plain:8.1f} steps/s")
+    print(f"  Ray Train worker   : {best_ray:8.1f} steps/s")
+    print(f"  ratio Ray/plain    : {best_ray / best_plain:8.3f}  (1.0 = no per-step overhead)")
+
+
+if __name__ == "__main__":
+    main()
