@@ -109,8 +109,13 @@ def cmd_sweep(args) -> int:
         raise SpecError(f"{args.spec} is a run spec (no search_space); run it with `genlab train {args.spec}`")
     _check_resources(spec.run, args.num_cpus)
     storage = Path(args.storage).resolve()
+    sweep.check_can_start(spec, storage, args.resume)
     _start_ray(args.num_cpus)
     results = sweep.run(spec, storage_path=storage, resume=args.resume)
+    if sweep.interrupted(results, spec):
+        print(f"\nSweep {spec.name} interrupted; finish it with:\n  genlab sweep {args.spec} "
+              + " ".join(f"--set {o}" for o in args.overrides) + f" --storage {args.storage} --resume")
+        return 130
     print(f"\nSweep {spec.name}: {len(results)} trials, ranked by {spec.metric} ({spec.mode}):")
     print(sweep.best_table(spec, results))
     ok = [r for r in results if r.error is None and spec.metric in (r.metrics or {})]

@@ -84,6 +84,20 @@ def _close_trial_runs():
     return CloseTrialRuns
 
 
+def check_can_start(spec: SweepSpec, storage: Path, resume: bool) -> Path:
+    """The sweep's folder, after checking that --resume matches what is there (nothing is overwritten)."""
+    from ray import tune
+
+    sweep_dir = Path(storage).resolve() / spec.name
+    exists = tune.Tuner.can_restore(str(sweep_dir))
+    if resume and not exists:
+        raise SpecError(f"--resume: no interrupted sweep at {sweep_dir}; run it without --resume first")
+    if exists and not resume:
+        raise SpecError(f"{sweep_dir} already holds a sweep named {spec.name!r}: pass --resume to finish it, "
+                        f"or choose a new name (--set name=...)")
+    return sweep_dir
+
+
 def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool = False):
     """Run (or with ``resume=True`` finish) the sweep; returns Tune's ``ResultGrid``."""
     from ray import tune
@@ -92,13 +106,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
     from ray.tune.search.optuna import OptunaSearch
 
     storage = Path(storage_path).resolve()
-    sweep_dir = storage / spec.name
-    exists = tune.Tuner.can_restore(str(sweep_dir))
-    if resume and not exists:
-        raise SpecError(f"--resume: no interrupted sweep at {sweep_dir}; run it without --resume first")
-    if exists and not resume:
-        raise SpecError(f"{sweep_dir} already holds a sweep named {spec.name!r}: pass --resume to finish it, "
-                        f"or choose a new name (--set name=...)")
+    sweep_dir = check_can_start(spec, storage, resume)
 
     uri = tracking.resolve_uri(spec.run.tracking.uri)
     experiment = spec.run.tracking.experiment
@@ -143,9 +151,26 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
         tracking.close_run(uri, parent, e)
         raise
     _log_summary(uri, parent, spec, results)
-    n_err = sum(1 for r in results if r.error is not None)
-    tracking.close_run(uri, parent, f"{n_err} of {len(results)} trials failed" if n_err == len(results) else None)
+    if interrupted(results, spec):
+        tracking.close_run(uri, parent, KeyboardInterrupt())  # KILLED; --resume reopens it
+        return results
+    n_err = results.num_errors
+    tracking.close_run(uri, parent, f"all {n_err} trials failed" if n_err == len(results) else None)
     return results
+
+
+def interrupted(results, spec: SweepSpec) -> bool:
+    """Whether Tune returned from ``fit()`` after Ctrl-C with trials unfinished.
+
+    Tune saves the experiment state before it stops the trials that were still running, so the state
+    on disk (what ``--resume`` reads) still shows them unfinished; the in-memory results do not.
+    """
+    from ray.tune import ExperimentAnalysis
+    from ray.tune.experiment import Trial
+
+    saved = ExperimentAnalysis(results.experiment_path).trials
+    done = [t for t in saved if t.status in (Trial.TERMINATED, Trial.ERROR)]
+    return len(done) < spec.num_samples
 
 
 def _log_summary(uri: str, parent: str, spec: SweepSpec, results) -> None:

@@ -119,6 +119,8 @@ def open_run(uri: str, experiment: str, *, run_name: str, config: dict, tags: di
         existing = find_run(uri, exp_id, *resume_tag)
         if existing is not None:
             c.update_run(existing.info.run_id, status="RUNNING")
+            if TAG_ERROR in existing.data.tags:
+                c.delete_tag(existing.info.run_id, TAG_ERROR)
             return existing.info.run_id
     commit = git_commit()
     all_tags = {"mlflow.runName": run_name, "mlflow.source.git.commit": commit, "genlab.git_commit": commit,
@@ -213,7 +215,7 @@ def learning_curves(history: list[dict[str, float]]):
 
 
 def runs_table(uri: str, experiment: str, max_runs: int = 50) -> str:
-    """A text table comparing the runs of an experiment: the params that differ, and final metrics."""
+    """A text table comparing the training runs of an experiment: params that differ, final metrics."""
     import pandas as pd
 
     c = client(uri)
@@ -223,11 +225,13 @@ def runs_table(uri: str, experiment: str, max_runs: int = 50) -> str:
         raise LookupError(f"no MLflow experiment {experiment!r} at {uri}; experiments there: "
                          + (", ".join(names) or "none"))
     runs = c.search_runs([exp.experiment_id], max_results=max_runs, order_by=["attributes.start_time DESC"])
-    if not runs:
-        return f"experiment {experiment!r} has no runs"
+    if not any(r.data.tags.get(TAG_KIND) != "sweep" for r in runs):
+        return f"experiment {experiment!r} has no training runs"
     rows = []
     for r in runs:
-        row = {"run": r.info.run_name, "status": r.info.status}
+        if r.data.tags.get(TAG_KIND) == "sweep":
+            continue  # a sweep's parent run holds its spec, not a training run: its trials are listed
+        row = {"run": r.info.run_name, "status": r.info.status, "sweep": r.data.tags.get(TAG_SWEEP, "")}
         row.update({f"p:{k}": v for k, v in r.data.params.items()})
         row.update({k: round(v, 4) for k, v in r.data.metrics.items() if not k.startswith("perf/")})
         rows.append(row)
@@ -235,7 +239,7 @@ def runs_table(uri: str, experiment: str, max_runs: int = 50) -> str:
     pcols = [c for c in df.columns if c.startswith("p:")]
     differing = [c for c in pcols if df[c].astype(str).nunique(dropna=False) > 1]
     mcols = [c for c in df.columns if "/" in c and not c.startswith("p:")]
-    df = df[["run", "status", *differing, *sorted(mcols)]].rename(columns=lambda c: c.removeprefix("p:"))
+    df = df[["run", "status", "sweep", *differing, *sorted(mcols)]].rename(columns=lambda c: c.removeprefix("p:"))
     buf = io.StringIO()
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):
         print(df.to_string(index=False), file=buf)

@@ -179,14 +179,18 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=callbacks),
     )
+    # In a sweep, Tune decides how a trial ends (finished, stopped early by ASHA, failed) and the
+    # sweep's callback closes the MLflow run; a stopped trial's workers die mid-fit and must not
+    # read as FAILED here.
+    close = (lambda error=None: None) if in_tune else (lambda error=None: tracking.close_run(uri, run_id, error))
     try:
         result = trainer.fit()
-    except BaseException as e:  # noqa: BLE001 - the MLflow run must not stay RUNNING
-        tracking.close_run(uri, run_id, e)
+    except BaseException as e:
+        close(e)
         raise
     if result.error is not None:
-        tracking.close_run(uri, run_id, result.error)
+        close(result.error)
         raise result.error
-    tracking.close_run(uri, run_id)
+    close()
     result.mlflow_run_id = run_id
     return result

@@ -1,0 +1,104 @@
+"""`genlab sweep` end to end, as a user runs it: interrupted with Ctrl-C, resumed, tracked, compared."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from genlab import tracking
+
+pytestmark = pytest.mark.slow
+
+SWEEP = {
+    "name": "resume-me",
+    "run": {
+        "name": "base",
+        "algorithm": "improved_gan",
+        "hparams": {"d_hidden": [128, 64], "g_hidden": [64], "ema_decay": 0.9},
+        "data": {"name": "digits", "labels_per_class": 10, "batch_size": 100},
+        "budget": {"epochs": 3},
+        "resources": {"num_workers": 1, "cpus_per_worker": 1},
+        "tracking": {"experiment": "sweeps"},
+    },
+    "search_space": {"hparams.lr": {"loguniform": [1e-3, 1e-2]}, "hparams.unlabeled_weight": {"uniform": [0.5, 1.0]}},
+    "metric": "eval/test_error",
+    "mode": "min",
+    "num_samples": 3,
+    "max_concurrent": 2,
+    "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 2},
+}
+
+
+def genlab(tmp_path: Path, *args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen([sys.executable, "-m", "genlab", *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+
+def finished_trials(uri: str) -> dict[str, object]:
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name("sweeps")
+    if exp is None:
+        return {}
+    runs = c.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'")
+    return {r.data.tags[tracking.TAG_TRIAL]: r for r in runs if tracking.TAG_TRIAL in r.data.tags}
+
+
+def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump(SWEEP))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the CLI's default store in its working directory
+    args = ("sweep", str(spec), "--storage", str(tmp_path / "results"), "--num-cpus", "2")
+
+    # 1. Start the sweep; press Ctrl-C once the first trial has finished.
+    proc = genlab(tmp_path, *args)
+    deadline = time.time() + 300
+    while not finished_trials(uri) and time.time() < deadline and proc.poll() is None:
+        time.sleep(2)
+    before = finished_trials(uri)
+    assert before, "no trial finished within 300 s"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 130, out[-3000:]
+    assert "interrupted; finish it with" in out and "--resume" in out
+
+    # 2. Resume: the remaining trials run, the finished ones are not redone.
+    proc = genlab(tmp_path, *args, "--resume")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert "Best trial:" in out and "hparams.lr" in out
+    after = finished_trials(uri)
+    assert len(after) == SWEEP["num_samples"], sorted(after)
+    c = tracking.client(uri)
+    for trial_id, run in before.items():
+        assert after[trial_id].info.run_id == run.info.run_id
+        assert after[trial_id].info.end_time == run.info.end_time  # untouched by the resumed sweep
+        epochs = [m.step for m in c.get_metric_history(run.info.run_id, "eval/test_error")]
+        assert len(epochs) == len(set(epochs)), "a finished trial was trained again"
+
+    # 3. MLflow: one parent run (reopened by --resume) with every trial nested under it.
+    exp = c.get_experiment_by_name("sweeps")
+    parents = c.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.TAG_KIND}` = 'sweep'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert {r.data.tags[tracking.TAG_PARENT] for r in after.values()} == {parents[0].info.run_id}
+    assert "best/eval/test_error" in parents[0].data.metrics
+
+    # 4. `genlab runs` compares them: the swept params differ, final metrics shown.
+    proc = genlab(tmp_path, "runs", "sweeps")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "hparams.lr" in out and "hparams.unlabeled_weight" in out and "eval/test_error" in out
+    assert "hparams.d_hidden" not in out  # the same in every run: not a column
+
+    # 5. Starting the same sweep again without --resume refuses instead of overwriting it.
+    proc = genlab(tmp_path, *args)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "pass --resume to finish it" in out
