@@ -22,6 +22,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -110,16 +111,19 @@ class RunSpec(Strict):
             raise ValueError(f"unknown algorithm {v!r}; registered: {', '.join(registry.names())}")
         return v
 
-    @model_validator(mode="after")
-    def _validate_hparams(self) -> RunSpec:
-        model = registry.hparams_class(self.algorithm)
+    @field_validator("hparams")
+    @classmethod
+    def _validate_hparams(cls, value: dict, info: ValidationInfo) -> dict:
+        algorithm = info.data.get("algorithm")
+        if algorithm is None:
+            return value  # the algorithm field has its own error
+        model = registry.hparams_class(algorithm)
         try:
-            resolved = model.model_validate(self.hparams)
+            resolved = model.model_validate(value)
         except ValidationError as e:
-            raise SpecError("\n".join(_format_errors(e, prefix="hparams", model=model))) from None
-        # Store the resolved hparams (defaults filled in) as plain data: it travels to Ray workers.
-        object.__setattr__(self, "hparams", resolved.model_dump(mode="json"))
-        return self
+            raise SpecError("\n".join(_format_errors(e, model=model))) from None
+        # Keep the resolved hparams (defaults filled in) as plain data: it travels to Ray workers.
+        return resolved.model_dump(mode="json")
 
     @model_validator(mode="after")
     def _budget_consistent(self) -> RunSpec:
@@ -370,7 +374,7 @@ def _format_errors(e: ValidationError, prefix: str = "", model: type[BaseModel] 
             cause = (err.get("ctx") or {}).get("error")
             if isinstance(cause, SpecError):  # our model-level checks: lines already start with their field
                 base = ".".join(([prefix] if prefix else []) + loc)
-                out += [f"{base}.{line}" if base else line for line in str(cause).splitlines()]
+                out += [_under(base, line) for line in str(cause).splitlines()]
                 continue
             msg = msg.removeprefix("Value error, ")
         if etype == "assertion_error":
@@ -380,6 +384,14 @@ def _format_errors(e: ValidationError, prefix: str = "", model: type[BaseModel] 
             msg += f" (got {got!r})"
         out.append(f"{field}: {msg}")
     return out
+
+
+def _under(base: str, line: str) -> str:
+    """Put an error line of a nested section under that section's path."""
+    if not base:
+        return line
+    top = "(top level)"
+    return base + line[len(top):] if line.startswith(top) else f"{base}.{line}"
 
 
 def _allowed_keys(model: type[BaseModel] | None, loc: list[str]) -> list[str]:
