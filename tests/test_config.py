@@ -144,6 +144,8 @@ BAD_SWEEPS = [
      ["scheduler.reduction_factor: Input should be greater than 1"]),
     ("empty search space", with_(SWEEP, "search_space", {}), ["search_space: Dictionary should have at least 1 item"]),
     ("bad base run", with_(SWEEP, "run.hparams.lr", 0), ["run.hparams.lr: Input should be greater than 0"]),
+    ("eval too rare for the scheduler", with_(SWEEP, "run.budget.eval_every", 2),
+     ["run.budget.eval_every: 2, but the sweep compares trials by eval/test_error after every epoch"]),
 ]
 
 

@@ -225,6 +225,11 @@ class SweepSpec(Strict):
                 f"metric: {self.metric!r} is not reported by {self.run.algorithm}; choose one of: "
                 + ", ".join(metrics)
             )
+        if self.metric.startswith("eval/") and self.run.budget.eval_every != 1:
+            errors.append(
+                f"run.budget.eval_every: {self.run.budget.eval_every}, but the sweep compares trials by "
+                f"{self.metric} after every epoch; set run.budget.eval_every: 1"
+            )
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.run.budget.epochs:
             errors.append(
                 f"scheduler.grace_period: {self.scheduler.grace_period} is more than run.budget.epochs="
