@@ -26,7 +26,8 @@ RUN = {
 def ray_local():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR",
+             runtime_env={"env_vars": train.RAY_ENV_VARS})
     yield
     ray.shutdown()
 

@@ -50,12 +50,15 @@ def _load(path: str, overrides: list[str]):
 def _start_ray(num_cpus: float | None) -> None:
     import ray
 
+    from genlab.train import RAY_ENV_VARS
+
+    runtime_env = {"env_vars": RAY_ENV_VARS}
     if os.environ.get("RAY_ADDRESS"):
-        ctx = ray.init()
+        ctx = ray.init(runtime_env=runtime_env)
     else:
         # The dashboard is not optional: Ray Train's placement-group cleaner asks its state API, and
         # without it the resources of trials that ASHA stops are never released. It binds 127.0.0.1.
-        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True)
+        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, runtime_env=runtime_env)
     if ctx.dashboard_url:
         print(f"[genlab] Ray dashboard: http://{ctx.dashboard_url}", flush=True)
 

@@ -5,19 +5,23 @@ step loop is timed in both (Ray Train's worker start-up is reported separately),
 the per-step overhead of running inside a Ray Train worker.
 
     .venv/bin/python tests/benchmarks/bench_train_step.py [--spec sweeps/improved_gan/digits.yaml] [--steps 300]
+    .venv/bin/python tests/benchmarks/bench_train_step.py --ray-defaults   # report latency with Ray's defaults
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from genlab import config, data, registry
+from genlab import config, data, registry, train
 
 ROOT = Path(__file__).resolve().parents[2]
+REPORTS = 5
 
 
 def time_steps(spec_dict: dict, steps: int, threads: int) -> dict:
@@ -51,15 +55,23 @@ def in_ray_train(spec_dict: dict, steps: int, threads: int) -> tuple[dict, float
     from ray.train.torch import TorchTrainer
 
     def loop(cfg):
-        ray.train.report(time_steps(cfg["spec"], cfg["steps"], cfg["threads"]))
+        timing = time_steps(cfg["spec"], cfg["steps"], cfg["threads"])
+        ray.train.report({})  # the first report returns at once; time the next ones (one per epoch)
+        t0 = time.perf_counter()
+        for _ in range(REPORTS):
+            ray.train.report({})
+        timing["report_s"] = (time.perf_counter() - t0) / REPORTS
+        Path(cfg["out"]).write_text(json.dumps(timing))
 
-    t0 = time.perf_counter()
-    result = TorchTrainer(
-        loop, train_loop_config={"spec": spec_dict, "steps": steps, "threads": threads},
-        scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": threads}),
-        run_config=ray.train.RunConfig(name="bench_p1", storage_path="/tmp/genlab-bench"),
-    ).fit()
-    return result.metrics, time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "timing.json"  # a local cluster shares this file system with its worker
+        t0 = time.perf_counter()
+        TorchTrainer(
+            loop, train_loop_config={"spec": spec_dict, "steps": steps, "threads": threads, "out": str(out)},
+            scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": threads}),
+            run_config=ray.train.RunConfig(name="bench_p1", storage_path=d),
+        ).fit()
+        return json.loads(out.read_text()), time.perf_counter() - t0
 
 
 def main() -> None:
@@ -70,10 +82,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2, help="alternate plain/Ray this many times")
+    p.add_argument("--ray-defaults", action="store_true",
+                   help="run Ray Train with its default settings instead of genlab's RAY_ENV_VARS")
     args = p.parse_args()
     spec = config.load_run(args.spec).model_dump(mode="json")
 
-    ray.init(address="local", num_cpus=max(2, args.threads), include_dashboard=False)
+    p_env = {"env_vars": {} if args.ray_defaults else train.RAY_ENV_VARS}
+    ray.init(address="local", num_cpus=max(2, args.threads), include_dashboard=False, runtime_env=p_env)
     try:
         plain, ray_runs = [], []
         for i in range(args.repeats):
@@ -81,7 +96,8 @@ def main() -> None:
             metrics, wall = in_ray_train(spec, args.steps, args.threads)
             ray_runs.append(metrics)
             print(f"round {i + 1}: plain {plain[-1]['steps_per_s']:.1f} steps/s, "
-                  f"Ray Train worker {metrics['steps_per_s']:.1f} steps/s "
+                  f"Ray Train worker {metrics['steps_per_s']:.1f} steps/s, "
+                  f"ray.train.report {metrics['report_s']:.3f} s "
                   f"(TorchTrainer.fit wall {wall:.1f} s incl. start-up)", flush=True)
     finally:
         ray.shutdown()
@@ -92,6 +108,9 @@ def main() -> None:
     print(f"  plain PyTorch loop : {best_plain:8.1f} steps/s")
     print(f"  Ray Train worker   : {best_ray:8.1f} steps/s")
     print(f"  ratio Ray/plain    : {best_ray / best_plain:8.3f}  (1.0 = no per-step overhead)")
+    report = min(r["report_s"] for r in ray_runs)
+    print(f"  ray.train.report   : {report:8.3f} s per call (once per epoch; "
+          f"{'Ray defaults' if args.ray_defaults else 'genlab RAY_ENV_VARS'})")
 
 
 if __name__ == "__main__":
