@@ -207,7 +207,7 @@ def test_cli_reports_bad_input_before_ray_starts(tmp_path, capsys):
     assert not ray.is_initialized()
     assert not (tmp_path / "results").exists()  # nothing was started or written
     rc = main(["sweep", str(p)])
-    assert rc == 2 and "is a run spec (no search_space)" in capsys.readouterr().err
+    assert rc == 2 and "has no search_space; run it with `genlab train" in capsys.readouterr().err
 
 
 def test_validate_prints_the_resolved_spec(tmp_path, capsys):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import genlab
 from genlab import config, tracking, train
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ def ray_local():
     import ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR",
-             runtime_env={"env_vars": train.RAY_ENV_VARS})
+             runtime_env={"env_vars": genlab.RAY_ENV_VARS})
     yield
     ray.shutdown()
 

@@ -1,4 +1,4 @@
-"""``genlab``: train | sweep | runs | validate.
+"""``genlab``: train | sweep | expert | runs | validate.
 
 Specs are loaded and validated (with ``--set`` overrides) before Ray starts; Ray is local unless
 ``RAY_ADDRESS`` names a cluster.
@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from genlab import config, tracking
+from genlab import config, registry, tracking
 from genlab.config import SpecError
 
 
@@ -32,7 +32,11 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep of this name")
         s.add_argument("--num-cpus", type=float, default=None,
                        help="CPUs of the local Ray instance (default: all); ignored with RAY_ADDRESS")
-    spec_cmd("validate", "check a run or sweep spec and print it resolved")
+    e = spec_cmd("expert", "train a PPO expert to a target return and record its demonstrations")
+    e.add_argument("--storage", default="results", help="demonstrations go to <storage>/experts/<name>")
+    e.add_argument("--force", action="store_true", help="replace existing demonstrations of this name")
+    e.add_argument("--num-cpus", type=float, default=None)
+    spec_cmd("validate", "check a run, sweep or expert spec and print it resolved")
     r = sub.add_parser("runs", help="compare the runs of an MLflow experiment")
     r.add_argument("experiment", nargs="?", default="genlab")
     r.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
@@ -44,14 +48,17 @@ def _load(path: str, overrides: list[str]):
     raw = config.read_yaml(path)
     if config.is_sweep(raw):
         return config.load_sweep(path, overrides)
+    if config.is_expert(raw):
+        return config.load_expert(path, overrides)
     return config.load_run(path, overrides)
 
 
 def _start_ray(num_cpus: float | None) -> None:
     import ray
 
-    from genlab.train import RAY_ENV_VARS
+    from genlab import RAY_ENV_VARS
 
+    os.environ.update({k: v for k, v in RAY_ENV_VARS.items() if k not in os.environ})
     runtime_env = {"env_vars": RAY_ENV_VARS}
     if os.environ.get("RAY_ADDRESS"):
         ctx = ray.init(runtime_env=runtime_env)
@@ -87,19 +94,26 @@ def cmd_train(args) -> int:
 
     spec = _load(args.spec, args.overrides)
     if not isinstance(spec, config.RunSpec):
-        raise SpecError(f"{args.spec} is a sweep spec; run it with `genlab sweep {args.spec}`")
+        raise SpecError(f"{args.spec} is not a run spec; run it with `genlab {_command_for(spec)} {args.spec}`")
     _check_resources(spec, args.num_cpus)
     storage = Path(args.storage).resolve()
     if (storage / spec.name).exists() and not args.resume:
         raise SpecError(f"{storage / spec.name} already holds a run named {spec.name!r}: pass --resume to "
                         "continue it from its last checkpoint, or choose a new name (--set name=...)")
     _start_ray(args.num_cpus)
-    result = train.fit(spec, storage_path=storage)
+    if registry.entry(spec.algorithm).kind == "rl":
+        from genlab import rl
+
+        out = rl.fit(spec, storage_path=storage)
+        metrics, run_id = out["metrics"], out["mlflow_run_id"]
+    else:
+        result = train.fit(spec, storage_path=storage)
+        metrics, run_id = result.metrics, result.mlflow_run_id
     print("\nFinal metrics:")
-    for k, v in sorted(result.metrics.items()):
-        if k.startswith(("eval/", "loss/")):
+    for k, v in sorted(metrics.items()):
+        if k.startswith(("eval/", "loss/", "env/", "disc/")):
             print(f"  {k:28s} {v:.4f}")
-    print(f"  MLflow run id: {result.mlflow_run_id}")
+    print(f"  MLflow run id: {run_id}")
     _where_next(storage, tracking.resolve_uri(spec.tracking.uri))
     return 0
 
@@ -109,7 +123,7 @@ def cmd_sweep(args) -> int:
 
     spec = _load(args.spec, args.overrides)
     if not isinstance(spec, config.SweepSpec):
-        raise SpecError(f"{args.spec} is a run spec (no search_space); run it with `genlab train {args.spec}`")
+        raise SpecError(f"{args.spec} has no search_space; run it with `genlab {_command_for(spec)} {args.spec}`")
     _check_resources(spec.run, args.num_cpus)
     storage = Path(args.storage).resolve()
     sweep.check_can_start(spec, storage, args.resume)
@@ -131,6 +145,26 @@ def cmd_sweep(args) -> int:
     return 0 if ok else 1
 
 
+def _command_for(spec) -> str:
+    return {config.RunSpec: "train", config.SweepSpec: "sweep", config.ExpertSpec: "expert"}[type(spec)]
+
+
+def cmd_expert(args) -> int:
+    from genlab import rl
+
+    spec = _load(args.spec, args.overrides)
+    if not isinstance(spec, config.ExpertSpec):
+        raise SpecError(f"{args.spec} is not an expert spec; run it with `genlab {_command_for(spec)} {args.spec}`")
+    out = Path(args.storage).resolve() / "experts" / spec.name
+    if (out / "demos.parquet").exists() and not args.force:
+        raise SpecError(f"{out} already holds demonstrations; pass --force to replace them, or choose a new name")
+    _start_ray(args.num_cpus)
+    path = rl.expert(spec, out)
+    print(f"\nDemonstrations: {path}   (use it as demos: {{path: {path}}})")
+    _where_next(out, tracking.resolve_uri(spec.tracking.uri))
+    return 0
+
+
 def cmd_validate(args) -> int:
     import yaml
 
@@ -150,7 +184,8 @@ def cmd_runs(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "sweep": cmd_sweep, "validate": cmd_validate, "runs": cmd_runs}[
+        return {"train": cmd_train, "sweep": cmd_sweep, "expert": cmd_expert, "validate": cmd_validate,
+                "runs": cmd_runs}[
             args.command](args)
     except SpecError as e:
         print(f"genlab: error: {e}", file=sys.stderr)

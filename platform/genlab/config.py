@@ -90,6 +90,31 @@ class TrackingSpec(Strict):
     """MLflow experiment that holds the runs."""
 
 
+class EnvSpec(Strict):
+    id: str
+    """Gymnasium environment id, e.g. Pendulum-v1, Hopper-v5 (MuJoCo)."""
+    num_envs: PositiveInt = 16
+    """Vectorized copies of the env sampled per iteration."""
+
+    @field_validator("id")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        import gymnasium as gym
+
+        if v not in gym.registry:
+            close = [k for k in gym.registry if k.split("-")[0].lower() == v.split("-")[0].lower()]
+            raise ValueError(f"unknown gymnasium env {v!r}" + (f"; did you mean {', '.join(close)}?" if close
+                                                               else "; see gymnasium.registry for the ids"))
+        return v
+
+
+class DemoSpec(Strict):
+    path: str
+    """Folder written by `genlab expert` (demos.parquet + meta.json)."""
+    num_trajectories: PositiveInt | None = None
+    """Use the first k recorded expert trajectories; None = all of them."""
+
+
 class RunSpec(Strict):
     name: str = Field(default="run", pattern=NAME_PATTERN)
     """Run name: letters, digits, `_`, `.`, `-`."""
@@ -97,8 +122,14 @@ class RunSpec(Strict):
     """Registered algorithm (see `genlab.registry.names()`)."""
     hparams: dict[str, Any] = Field(default_factory=dict)
     """The algorithm's hyperparameters, validated by its own typed class; defaults filled in."""
-    data: DataSpec = Field(default_factory=DataSpec)
+    data: DataSpec | None = None
+    """Generative methods: the images (default: digits). RL methods have `env` instead."""
+    env: EnvSpec | None = None
+    """RL methods: the environment."""
+    demos: DemoSpec | None = None
+    """Imitation methods (GAIL, BC): the expert demonstrations."""
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    """For RL methods an epoch is one training iteration."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     seed: NonNegativeInt = 0
@@ -126,6 +157,27 @@ class RunSpec(Strict):
         return resolved.model_dump(mode="json")
 
     @model_validator(mode="after")
+    def _sections_fit_the_kind(self) -> RunSpec:
+        entry = registry.entry(self.algorithm)
+        if entry.kind == "generative":
+            if self.env is not None or self.demos is not None:
+                raise SpecError(f"env: {self.algorithm} trains on images (data:), not an environment; remove env/demos")
+            if self.data is None:
+                object.__setattr__(self, "data", DataSpec())
+        else:
+            problems = []
+            if self.data is not None:
+                problems.append(f"data: {self.algorithm} is an RL method; it takes env: (and demos:), not data:")
+            if self.env is None:
+                problems.append(f"env: {self.algorithm} needs an environment, e.g. env: {{id: Pendulum-v1}}")
+            if entry.needs_demos and self.demos is None:
+                problems.append(f"demos: {self.algorithm} imitates an expert; set demos: {{path: <folder written "
+                                "by genlab expert>}}")
+            if problems:
+                raise SpecError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _budget_consistent(self) -> RunSpec:
         if self.budget.eval_every > self.budget.epochs:
             raise SpecError(
@@ -137,6 +189,32 @@ class RunSpec(Strict):
     def hparams_obj(self) -> BaseModel:
         """The hyperparameters as the algorithm's own typed object."""
         return registry.hparams_class(self.algorithm).model_validate(self.hparams)
+
+
+class ExpertSpec(Strict):
+    """`genlab expert`: train a PPO expert to a target return, then record its demonstrations."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    """Expert name; demonstrations go to <storage>/experts/<name>/."""
+    env: EnvSpec
+    target_return: float
+    """Stop training once the greedy policy's mean return reaches this."""
+    max_iterations: PositiveInt = 200
+    """Training budget (PPO iterations) if the target is not reached."""
+    num_trajectories: PositiveInt = 25
+    """Expert trajectories to record (runs then use the first `demos.num_trajectories`)."""
+    ppo: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of genlab.rl.make_ppo_config's PPO settings (lr, gamma, train_batch_size, ...)."""
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    seed: NonNegativeInt = 0
+
+
+def is_expert(raw: dict) -> bool:
+    return "target_return" in raw
+
+
+def load_expert(path: str | Path, overrides: list[str] = ()) -> ExpertSpec:
+    return _validate(ExpertSpec, read_yaml(path), overrides, str(path))
 
 
 # --------------------------------------------------------------------------------------- sweep spec
@@ -360,7 +438,7 @@ def _validate(model: type[BaseModel], raw: dict, overrides, source: str):
 
 
 def _kind(model) -> str:
-    return {RunSpec: "run spec", SweepSpec: "sweep spec"}.get(model, model.__name__)
+    return {RunSpec: "run spec", SweepSpec: "sweep spec", ExpertSpec: "expert spec"}.get(model, model.__name__)
 
 
 def _format_errors(e: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> list[str]:

@@ -7,8 +7,10 @@ Each entry names
 - ``kind``: ``"generative"`` (trained as Ray Train workers by ``genlab.train``) or ``"rl"``
   (an RLlib algorithm run by ``genlab.rl``);
 - ``hparams``: the pydantic class of its hyperparameters (imports no torch / Ray);
-- ``impl``: the algorithm class (generative: a ``genlab.algorithm.GenerativeAlgorithm``);
-- ``metrics``: the metric names it reports, so a sweep's metric is checked before anything runs.
+- ``impl``: generative: the algorithm class (a ``genlab.algorithm.GenerativeAlgorithm``); rl: a
+  ``build_config(spec, workdir) -> ray.rllib AlgorithmConfig`` function;
+- ``metrics``: the metric names it reports, so a sweep's metric is checked before anything runs;
+- ``needs_demos``: an imitation method, whose run spec must name expert demonstrations.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ class Entry:
     hparams: str
     impl: str
     metrics: tuple[str, ...]
+    needs_demos: bool = False
 
+
+RL_METRICS = ("eval/true_return", "eval/normalized_score", "env/episode_return_mean", "env/episode_len_mean",
+              "loss/policy_loss", "loss/vf_loss", "loss/entropy")
 
 ALGORITHMS: dict[str, Entry] = {
     "improved_gan": Entry(
@@ -43,6 +49,21 @@ ALGORITHMS: dict[str, Entry] = {
             "disc/fake_prob",
             "disc/train_accuracy",
         ),
+    ),
+    "gail": Entry(
+        kind="rl",
+        hparams="algorithms.gail.config:GAILHparams",
+        impl="algorithms.gail.algorithm:build_config",
+        metrics=RL_METRICS + ("disc/loss", "disc/expert_acc", "disc/policy_acc", "disc/expert_prob",
+                              "disc/policy_prob"),
+        needs_demos=True,
+    ),
+    "bc": Entry(
+        kind="rl",
+        hparams="algorithms.bc.config:BCHparams",
+        impl="algorithms.bc.algorithm:build_config",
+        metrics=("eval/true_return", "eval/normalized_score"),
+        needs_demos=True,
     ),
 }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from genlab import config, tracking
+from genlab import config, registry, tracking
 from genlab.config import SpecError, SweepSpec
 
 TAG_SWEEP_DIR = "genlab.sweep_dir"
@@ -33,9 +33,22 @@ def _trial(trial_config: dict, *, base: dict, sweep: str, parent_run_id: str, tr
     trial_id = tune.get_context().get_trial_id()
     raw["name"] = f"{sweep}-{trial_id}"
     spec = config.run_from_dict(raw, source=f"trial {trial_id}")
-    train.fit(spec, storage_path=train_storage, run_key=trial_id, in_tune=True,
-              mlflow_tags={tracking.TAG_PARENT: parent_run_id, tracking.TAG_TRIAL: trial_id,
-                           tracking.TAG_SWEEP: sweep})
+    tags = {tracking.TAG_PARENT: parent_run_id, tracking.TAG_TRIAL: trial_id, tracking.TAG_SWEEP: sweep}
+    if registry.entry(spec.algorithm).kind == "rl":
+        from genlab import rl
+
+        rl.fit(spec, storage_path=train_storage, run_key=trial_id, in_tune=True, mlflow_tags=tags)
+    else:
+        train.fit(spec, storage_path=train_storage, run_key=trial_id, in_tune=True, mlflow_tags=tags)
+
+
+def _trial_resources(spec: SweepSpec) -> dict:
+    if registry.entry(spec.run.algorithm).kind == "rl":
+        return {"cpu": spec.run.resources.cpus_per_worker}  # the RLlib algorithm runs in the trial itself
+    # A generative trial's driver only waits on its Ray Train workers, which hold the real resources.
+    # It asks for no CPU (a fraction would leave 0.98 of 2 CPUs, too little for the second 1-CPU
+    # worker), and a little memory because Tune refuses an empty resource request.
+    return {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
 
 
 def _tune_domain(dim):
@@ -118,10 +131,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=base, sweep=spec.name,
                              parent_run_id=parent, train_storage=str(sweep_dir / "train")),
-        # The trial driver only waits on its Ray Train workers, which hold the real resources. It asks
-        # for no CPU (a fraction would leave 0.98 of 2 CPUs, too little for the second 1-CPU worker),
-        # and a little memory because Tune refuses an empty resource request.
-        {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY},
+        _trial_resources(spec),
     )
     epochs = spec.run.budget.epochs
     s = spec.scheduler

@@ -25,10 +25,6 @@ from genlab.config import RunSpec
 
 STATE_FILE = "state.pt"
 TAG_RUN_KEY = "genlab.run_key"
-RAY_ENV_VARS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
-"""Set for every Ray process of a genlab job (``ray.init(runtime_env=...)``). Ray Train V2's controller
-polls its workers every 2 s by default and ``ray.train.report`` waits for that poll, so each epoch's
-report cost 2.0 s; at 0.25 s it costs about 0.2 s (tests/benchmarks/bench_train_step.py measures it)."""
 FAIL_ENV = "GENLAB_FAIL_AT_EPOCH"
 """Chaos hook: a worker raises once after reporting this epoch, to exercise recovery (tests, drills)."""
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from genlab import config, data, registry, train
+import genlab
+from genlab import config, data, registry
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = 5
@@ -87,7 +88,7 @@ def main() -> None:
     args = p.parse_args()
     spec = config.load_run(args.spec).model_dump(mode="json")
 
-    p_env = {"env_vars": {} if args.ray_defaults else train.RAY_ENV_VARS}
+    p_env = {"env_vars": {} if args.ray_defaults else genlab.RAY_ENV_VARS}
     ray.init(address="local", num_cpus=max(2, args.threads), include_dashboard=False, runtime_env=p_env)
     try:
         plain, ray_runs = [], []
