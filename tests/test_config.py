@@ -88,9 +88,7 @@ def test_shipped_specs_are_valid():
     specs = sorted((ROOT / "sweeps").rglob("*.yaml"))
     assert specs, "sweeps/ holds no specs"
     for p in specs:
-        raw = config.read_yaml(p)
-        spec = config.load_sweep(p) if config.is_sweep(raw) else config.load_run(p)
-        assert spec.name
+        assert config.load_any(p).name
 
 
 # Each bad input, and the words its message must contain (the field and what is allowed).

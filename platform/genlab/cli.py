@@ -44,15 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: str, overrides: list[str]):
-    raw = config.read_yaml(path)
-    if config.is_sweep(raw):
-        return config.load_sweep(path, overrides)
-    if config.is_expert(raw):
-        return config.load_expert(path, overrides)
-    return config.load_run(path, overrides)
-
-
 def _start_ray(num_cpus: float | None) -> None:
     import ray
 
@@ -92,7 +83,7 @@ def _where_next(storage: Path, uri: str) -> None:
 def cmd_train(args) -> int:
     from genlab import train
 
-    spec = _load(args.spec, args.overrides)
+    spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.RunSpec):
         raise SpecError(f"{args.spec} is not a run spec; run it with `genlab {_command_for(spec)} {args.spec}`")
     _check_resources(spec, args.num_cpus)
@@ -121,7 +112,7 @@ def cmd_train(args) -> int:
 def cmd_sweep(args) -> int:
     from genlab import sweep
 
-    spec = _load(args.spec, args.overrides)
+    spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.SweepSpec):
         raise SpecError(f"{args.spec} has no search_space; run it with `genlab {_command_for(spec)} {args.spec}`")
     _check_resources(spec.run, args.num_cpus)
@@ -152,7 +143,7 @@ def _command_for(spec) -> str:
 def cmd_expert(args) -> int:
     from genlab import rl
 
-    spec = _load(args.spec, args.overrides)
+    spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.ExpertSpec):
         raise SpecError(f"{args.spec} is not an expert spec; run it with `genlab {_command_for(spec)} {args.spec}`")
     out = Path(args.storage).resolve() / "experts" / spec.name
@@ -168,7 +159,7 @@ def cmd_expert(args) -> int:
 def cmd_validate(args) -> int:
     import yaml
 
-    spec = _load(args.spec, args.overrides)
+    spec = config.load_any(args.spec, args.overrides)
     print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 

@@ -416,6 +416,16 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
     return _validate(SweepSpec, raw, overrides, str(path))
 
 
+def load_any(path: str | Path, overrides: list[str] = ()) -> RunSpec | SweepSpec | ExpertSpec:
+    """A run, sweep or expert spec, told apart by its keys (search_space, target_return)."""
+    raw = read_yaml(path)
+    if is_sweep(raw):
+        return load_sweep(path, overrides)
+    if is_expert(raw):
+        return load_expert(path, overrides)
+    return load_run(path, overrides)
+
+
 def run_from_dict(raw: dict, source: str = "run spec") -> RunSpec:
     return _validate(RunSpec, raw, (), source)
 

@@ -1,0 +1,1 @@
+"""GAIL (Ho & Ermon 2016): imitation by a discriminator-given reward, on RLlib's PPO."""

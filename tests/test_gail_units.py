@@ -1,0 +1,346 @@
+"""GAIL unit and component tests: reward math, discriminator, reward connector, learner, one RLlib iteration.
+
+The learner gets its expert pairs from arrays (``ArrayExpertLearner``), not from demo files. Tests that
+build a whole Algorithm start Ray and are marked slow.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+import torch
+from ray.rllib.connectors.learner import GeneralAdvantageEstimation
+from ray.rllib.core import DEFAULT_MODULE_ID, Columns
+from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+from algorithms.gail.algorithm import GAILConfig
+from algorithms.gail.config import GAILHparams
+from algorithms.gail.discriminator import DISC_ID, Discriminator
+from algorithms.gail.learner import GAILLearner, ModuleRewardConnector
+from algorithms.gail.reward import gail_reward
+
+DISC_METRICS = ("loss", "expert_acc", "policy_acc", "expert_prob", "policy_prob", "reward_mean")
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def rollout_pairs(env_id: str, policy, n_steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(obs, env actions) of ``n_steps`` steps of ``policy(obs, env)`` on one env, resetting at episode ends."""
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    all_obs, all_actions = [], []
+    for _ in range(n_steps):
+        action = policy(obs, env)
+        all_obs.append(obs)
+        all_actions.append(action)
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    return np.asarray(all_obs, np.float32), np.asarray(all_actions)
+
+
+def balancing_cartpole_policy(obs: np.ndarray, env: gym.Env) -> int:
+    """Push toward the side the pole falls to: keeps CartPole up for hundreds of steps."""
+    return int(obs[2] + 0.5 * obs[3] > 0)
+
+
+def random_policy(obs: np.ndarray, env: gym.Env):
+    return env.action_space.sample()
+
+
+class ArrayExpertLearner(GAILLearner):
+    """GAILLearner whose expert pairs are the class attribute ``expert`` instead of a demos folder."""
+
+    expert: tuple[np.ndarray, np.ndarray] = rollout_pairs("CartPole-v1", balancing_cartpole_policy, 600)
+
+    def load_expert(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.expert
+
+
+def cartpole_config(**gail) -> GAILConfig:
+    """A tiny GAIL-on-CartPole config: ~200 steps per iteration, 2 epochs of 50-step minibatches."""
+    return (
+        GAILConfig()
+        .environment("CartPole-v1")
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+        .training(
+            demos_path="unused: ArrayExpertLearner",
+            train_batch_size_per_learner=200,
+            minibatch_size=50,
+            num_epochs=2,
+            disc_minibatch_size=64,
+            **gail,
+        )
+        .rl_module(model_config={"fcnet_hiddens": [32, 32]})
+        .learners(learner_class=ArrayExpertLearner)
+        .debugging(seed=0)
+    )
+
+
+def learner_and_episodes(config: GAILConfig, n_steps: int):
+    """A built learner and ``n_steps`` of episodes sampled by an env runner (its own random policy); no Ray."""
+    learner = config.build_learner(env=gym.make(config.env))
+    return learner, SingleAgentEnvRunner(config=config).sample(num_timesteps=n_steps)
+
+
+def disc_params(learner: GAILLearner) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in learner.module[DISC_ID].parameters()]
+
+
+def adam_steps(learner: GAILLearner, module_id: str) -> set[int]:
+    """The distinct per-parameter Adam step counts of a module's optimizer (empty: it never stepped)."""
+    return {int(s["step"]) for s in learner.get_optimizer(module_id).state.values()}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------------ (1) reward
+
+
+def test_reward_forms_match_the_log_formulas_with_the_right_signs():
+    logits = torch.linspace(-8, 8, 101, dtype=torch.float64)
+    d = torch.sigmoid(logits)
+    pays = gail_reward(logits, "neg_log_1m_d")
+    costs = gail_reward(logits, "log_d")
+    torch.testing.assert_close(pays, -torch.log(1 - d))
+    torch.testing.assert_close(costs, torch.log(d))
+    assert (pays > 0).all() and (costs < 0).all()
+    assert (pays.diff() > 0).all() and (costs.diff() > 0).all()  # monotone increasing in the logit
+    # Finite where the naive formulas overflow.
+    assert torch.isfinite(gail_reward(torch.tensor([-200.0, 200.0]), "log_d")).all()
+    with pytest.raises(ValueError, match="reward form"):
+        gail_reward(logits, "log_1m_d")
+
+
+# ---------------------------------------------------------------------------------- (3) discriminator
+
+
+def make_disc(seed: int = 0) -> Discriminator:
+    torch.manual_seed(seed)
+    return Discriminator(
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+        action_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+        model_config={"hiddens": [32, 32], "action_low": -1.0, "action_high": 1.0},
+    )
+
+
+def test_discriminator_steps_separate_expert_from_policy():
+    gen = torch.Generator().manual_seed(0)
+    expert_obs, policy_obs = torch.randn(256, 3, generator=gen) + 2, torch.randn(256, 3, generator=gen) - 2
+    expert_act, policy_act = torch.rand(256, 2, generator=gen) * 2 - 1, torch.rand(256, 2, generator=gen) * 2 - 1
+    disc = make_disc()
+    disc.set_input_stats(expert_obs, expert_act)
+    optimizer = torch.optim.Adam(disc.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss, stats = disc.loss(disc.logits(policy_obs, policy_act), expert_obs, expert_act, grad_penalty=0.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[0] > 1.0 > 0.1 > losses[-1]  # starts near 2·log 2, ends near 0
+    assert stats["expert_acc"] > 0.98 and stats["policy_acc"] > 0.98
+    assert stats["expert_prob"] > 0.9 > 0.1 > stats["policy_prob"]
+
+
+def test_r1_penalty_is_half_the_squared_input_gradient_on_expert_pairs():
+    disc = make_disc()
+    expert_obs, expert_act = torch.randn(16, 3), torch.rand(16, 2) * 2 - 1
+    policy_logits = disc.logits(torch.randn(16, 3), torch.rand(16, 2) * 2 - 1)
+    plain, _ = disc.loss(policy_logits, expert_obs, expert_act, grad_penalty=0.0)
+    penalized, stats = disc.loss(policy_logits, expert_obs, expert_act, grad_penalty=10.0)
+    x = disc.inputs(expert_obs, expert_act).requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc.net(x).sum(), x)
+    expected = 0.5 * grad.pow(2).sum(-1).mean()
+    torch.testing.assert_close(stats["grad_penalty"], expected)
+    torch.testing.assert_close(penalized, plain + 10.0 * expected)
+    penalized.backward()  # differentiable (double backward)
+    assert all(p.grad is not None for p in disc.parameters())
+
+
+def test_discriminator_clips_and_standardizes_actions():
+    disc = make_disc()
+    disc.set_input_stats(torch.randn(100, 3) * 5 + 1, torch.rand(100, 2) * 2 - 1)
+    obs = torch.zeros(2, 3)
+    # Beyond the bounds the env clips, so D must see the same input as at the bound.
+    torch.testing.assert_close(disc.inputs(obs, torch.full((2, 2), 7.0)), disc.inputs(obs, torch.ones(2, 2)))
+    assert disc.inputs(obs, torch.zeros(2, 2)).shape == (2, 5)
+
+
+# -------------------------------------------------------------------------------- (2) reward connector
+
+
+def test_connector_rewrites_only_the_reward_column_right_before_gae():
+    learner, episodes = learner_and_episodes(cartpole_config(reward_form="log_d"), n_steps=100)
+    pipeline = learner._learner_connector
+    names = [type(c).__name__ for c in pipeline.connectors]
+    assert names.index("ModuleRewardConnector") == names.index("GeneralAdvantageEstimation") - 1
+
+    with_gail = pipeline(rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes), shared_data={})
+    pipeline.remove(ModuleRewardConnector)
+    assert isinstance(pipeline.connectors[-1], GeneralAdvantageEstimation)
+    plain = pipeline(rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes), shared_data={})
+
+    gail_policy, plain_policy = with_gail[DEFAULT_MODULE_ID], plain[DEFAULT_MODULE_ID]
+    assert set(gail_policy) == set(plain_policy)
+    for column in set(plain_policy) - {Columns.REWARDS, Columns.ADVANTAGES, Columns.VALUE_TARGETS}:
+        assert torch.equal(gail_policy[column], plain_policy[column]), column
+
+    mask = plain_policy[Columns.LOSS_MASK]
+    assert (~mask).sum() == len(episodes)  # PPO's one bootstrap row per episode
+    with torch.no_grad():
+        logits = learner.module[DISC_ID].logits(plain_policy[Columns.OBS], plain_policy[Columns.ACTIONS])
+    torch.testing.assert_close(gail_policy[Columns.REWARDS][mask], gail_reward(logits, "log_d")[mask])
+    assert (gail_policy[Columns.REWARDS][mask] < 0).all()  # log D, not CartPole's +1
+    assert torch.equal(gail_policy[Columns.REWARDS][~mask], plain_policy[Columns.REWARDS][~mask])
+    # D's own batch: the policy's pairs and mask.
+    for column in (Columns.OBS, Columns.ACTIONS, Columns.LOSS_MASK):
+        assert torch.equal(with_gail[DISC_ID][column], plain_policy[column])
+
+
+# -------------------------------------------------------------------- (4) D steps per update, freezing
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_discriminator_takes_disc_steps_per_update_or_none_when_frozen(freeze: bool):
+    disc_steps = 3
+    learner, episodes = learner_and_episodes(
+        cartpole_config(disc_steps=disc_steps, freeze_discriminator=freeze), n_steps=200
+    )
+    before = disc_params(learner)
+    for update in (1, 2):  # the step budget is per update
+        result = learner.update(
+            episodes=copy.deepcopy(episodes),
+            timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 200 * update},
+            num_epochs=2,
+            minibatch_size=50,
+        )
+        assert adam_steps(learner, DISC_ID) == (set() if freeze else {disc_steps * update})
+        assert min(adam_steps(learner, DEFAULT_MODULE_ID)) >= 8 * update  # 2 epochs × >= 4 minibatches
+    after = disc_params(learner)
+    unchanged = all(torch.equal(b, a) for b, a in zip(before, after))
+    assert unchanged == freeze
+    assert set(DISC_METRICS) <= set(result[DISC_ID])  # a frozen D still reports how it scores
+
+
+# ------------------------------------------------------------------------------------------- expert data
+
+
+def test_learner_reads_the_demos_genlab_records(tmp_path):
+    from genlab.rl import record_demos
+
+    learner, _ = learner_and_episodes(cartpole_config(), n_steps=1)
+    learner.module[DEFAULT_MODULE_ID].save_to_path(tmp_path / "module")
+    demos = record_demos(tmp_path / "module", "CartPole-v1", 3, tmp_path / "demos", seed=0)
+    config = cartpole_config(num_trajectories=2).training(demos_path=str(demos)).learners(learner_class=GAILLearner)
+    reader = config.build_learner(env=gym.make("CartPole-v1"))
+    first_two = pd.read_parquet(demos / "demos.parquet").query("eps_id < 2")
+    assert reader.expert_obs.shape == (len(first_two), 4)
+    assert torch.equal(reader.expert_actions, torch.tensor(first_two["actions"].to_numpy(dtype=np.int64, copy=True)))
+
+
+def test_box_expert_actions_are_compared_in_the_policys_normalized_space():
+    class PendulumExpert(ArrayExpertLearner):
+        expert = (np.zeros((3, 3), np.float32), np.array([[-2.0], [0.0], [2.0]], np.float32))
+
+    config = (
+        GAILConfig()
+        .environment("Pendulum-v1")  # actions in [-2, 2]; RLlib's policy acts in [-1, 1]
+        .training(demos_path="unused")
+        .learners(learner_class=PendulumExpert)
+    )
+    learner = config.build_learner(env=gym.make("Pendulum-v1"))
+    torch.testing.assert_close(learner.expert_actions, torch.tensor([[-1.0], [0.0], [1.0]]))
+    disc = learner.module[DISC_ID]
+    assert disc.act_low.tolist() == [-1.0] and disc.act_high.tolist() == [1.0]
+
+
+# --------------------------------------------------------------------------------- config and hparams
+
+
+def test_config_requires_demos_path_and_a_known_reward_form():
+    with pytest.raises(ValueError, match="genlab expert"):
+        GAILConfig().environment("CartPole-v1").validate()
+    with pytest.raises(ValueError, match="reward_form"):
+        GAILConfig().environment("CartPole-v1").training(demos_path="d", reward_form="log").validate()
+
+
+def test_hparams_check_disc_steps_against_the_minibatches_and_map_onto_the_config():
+    with pytest.raises(ValueError, match="disc_steps"):
+        GAILHparams(disc_steps=50, train_batch_size=1000, minibatch_size=500, num_epochs=2)
+    with pytest.raises(ValueError, match="extra"):
+        GAILHparams(disc_stepz=1)
+    hp = GAILHparams(disc_steps=2, reward="log_d", freeze_discriminator=True, entropy_coeff=0.01, lr=1e-3)
+    from genlab.rl import make_ppo_config
+
+    config = make_ppo_config("CartPole-v1", config_cls=GAILConfig, **hp.ppo_overrides()).apply_hparams(hp)
+    assert isinstance(config, GAILConfig)
+    assert (config.disc_steps, config.reward_form, config.freeze_discriminator) == (2, "log_d", True)
+    assert (config.entropy_coeff, config.lr, config.gamma) == (0.01, 1e-3, hp.gamma)
+
+
+# ------------------------------------------------------------------------------- (5, 6) whole iterations
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("freeze", [False, True])
+def test_one_gail_iteration_on_cartpole(ray_local, freeze: bool):
+    algo = cartpole_config(disc_steps=2, freeze_discriminator=freeze).build_algo()
+    try:
+        learner = algo.learner_group._learner
+        before = disc_params(learner)
+        result = algo.train()
+        assert adam_steps(learner, DISC_ID) == (set() if freeze else {2})
+        unchanged = all(torch.equal(b, a) for b, a in zip(before, disc_params(learner)))
+        assert unchanged == freeze
+    finally:
+        algo.stop()
+    assert set(DISC_METRICS) <= set(result["learners"][DISC_ID])
+    assert math.isfinite(result["env_runners"]["episode_return_mean"])  # the env's return, not D's
+
+
+@pytest.mark.slow
+def test_one_gail_iteration_on_hopper(ray_local):
+    class HopperExpert(ArrayExpertLearner):
+        expert = rollout_pairs("Hopper-v5", random_policy, 300)
+
+    config = (
+        GAILConfig()
+        .environment("Hopper-v5")
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
+        .training(
+            demos_path="unused",
+            train_batch_size_per_learner=256,
+            minibatch_size=128,
+            num_epochs=1,
+            disc_steps=1,
+            disc_minibatch_size=64,
+            grad_penalty=1.0,
+        )
+        .rl_module(model_config={"fcnet_hiddens": [32, 32]})
+        .learners(learner_class=HopperExpert)
+    )
+    algo = config.build_algo()
+    try:
+        result = algo.train()
+    finally:
+        algo.stop()
+    assert set(DISC_METRICS) | {"grad_penalty"} <= set(result["learners"][DISC_ID])
+    assert math.isfinite(result["env_runners"]["episode_return_mean"])
