@@ -23,8 +23,9 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from algorithms.gail.algorithm import GAILConfig
 from algorithms.gail.config import GAILHparams
 from algorithms.gail.discriminator import DISC_ID, Discriminator
-from algorithms.gail.learner import GAILLearner, ModuleRewardConnector
+from algorithms.gail.learner import GAILLearner
 from algorithms.gail.reward import gail_reward
+from genlab.rl import ModuleRewardConnector
 
 DISC_METRICS = ("loss", "expert_acc", "policy_acc", "expert_prob", "policy_prob", "reward_mean")
 

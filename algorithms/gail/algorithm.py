@@ -154,7 +154,10 @@ def build_config(spec, workdir: Path) -> GAILConfig:
     from genlab import rl
 
     hp = GAILHparams.model_validate(spec.hparams)
+    ppo = hp.ppo_overrides()
+    if hp.lr_decay:  # RLlib's piecewise-linear schedule over sampled env steps
+        ppo["lr"] = [[0, hp.lr], [spec.budget.epochs * hp.train_batch_size, 0.0]]
     config = rl.make_ppo_config(spec.env.id, config_cls=GAILConfig, seed=spec.seed, num_envs=spec.env.num_envs,
-                                **hp.ppo_overrides())
+                                **ppo)
     return config.apply_hparams(hp).training(demos_path=str(Path(spec.demos.path).resolve()),
                                              num_trajectories=spec.demos.num_trajectories)

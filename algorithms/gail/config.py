@@ -42,6 +42,8 @@ class GAILHparams(BaseModel):
     # --- PPO (the policy step)
     lr: PositiveFloat = 3e-4
     """Adam learning rate of the policy and value networks."""
+    lr_decay: bool = False
+    """Decay the policy's learning rate linearly to 0 over the run's budget (budget.epochs iterations)."""
     gamma: Fraction = 0.995
     """Discount factor (paper: 0.995)."""
     lambda_: Fraction = 0.97

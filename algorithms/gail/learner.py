@@ -2,63 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
-from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
-from ray.rllib.core import DEFAULT_MODULE_ID, Columns
-from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.utils.spaces.space_utils import normalize_action
 
 from algorithms.gail.discriminator import DISC_ID, Discriminator
 from algorithms.gail.reward import gail_reward
-
-RewardFn = Callable[[RLModule, torch.Tensor, torch.Tensor], torch.Tensor]
-"""(learner-only module, obs, actions) -> one reward per row."""
-
-
-class ModuleRewardConnector(ConnectorV2):
-    """Learner connector piece: the policy's rewards come from a learner-only module.
-
-    Place it right before ``GeneralAdvantageEstimation`` (the batch then holds tensors and no advantages
-    yet). It replaces ``batch[DEFAULT_MODULE_ID][Columns.REWARDS]`` on the valid rows (``LOSS_MASK``; the
-    bootstrap rows PPO appends keep their reward) by ``reward_fn(module, obs, actions)`` computed without
-    gradients, leaves every other column alone, and gives the module its own batch (the policy's OBS,
-    ACTIONS and LOSS_MASK) so that its self-supervised loss trains on the policy's samples. It logs the
-    mean new reward as ``(module_id, "reward_mean")``. The env runners never see it: the episode returns
-    they report stay the environment's.
-    """
-
-    def __init__(
-        self,
-        input_observation_space: gym.Space | None = None,
-        input_action_space: gym.Space | None = None,
-        *,
-        module_id: str,
-        reward_fn: RewardFn,
-        **kwargs,
-    ):
-        super().__init__(input_observation_space, input_action_space, **kwargs)
-        self.module_id = module_id
-        self.reward_fn = reward_fn
-
-    def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs):
-        policy = batch[DEFAULT_MODULE_ID]
-        obs, actions, env_rewards = policy[Columns.OBS], policy[Columns.ACTIONS], policy[Columns.REWARDS]
-        mask = policy.get(Columns.LOSS_MASK, torch.ones_like(env_rewards, dtype=torch.bool))
-        with torch.no_grad():
-            rewards = self.reward_fn(rl_module[self.module_id].unwrapped(), obs, actions)
-        assert rewards.shape == env_rewards.shape, f"reward_fn gave shape {rewards.shape}, not {env_rewards.shape}"
-        policy[Columns.REWARDS] = torch.where(mask, rewards.to(env_rewards.dtype), env_rewards)
-        batch[self.module_id] = {Columns.OBS: obs, Columns.ACTIONS: actions, Columns.LOSS_MASK: mask}
-        if metrics is not None:
-            metrics.log_value((self.module_id, "reward_mean"), rewards[mask].mean().item(), window=1)
-        return batch
+from genlab.rl import ModuleRewardConnector
 
 
 class GAILLearner(PPOTorchLearner):

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
@@ -464,6 +465,51 @@ def load_demos(path: str | Path, env_id: str, *, num_trajectories: int | None = 
     )
 
 
+# ------------------------------------------------------------------------------ reward connectors
+
+RewardFn = Callable[[RLModule, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(learner-only module, obs, actions) -> one reward per row."""
+
+
+class ModuleRewardConnector(ConnectorV2):
+    """Learner connector piece: the policy's rewards come from a learner-only module.
+
+    Place it right before ``GeneralAdvantageEstimation`` (the batch then holds tensors and no advantages
+    yet). It replaces ``batch[DEFAULT_MODULE_ID][Columns.REWARDS]`` on the valid rows (``LOSS_MASK``; the
+    bootstrap rows PPO appends keep their reward) by ``reward_fn(module, obs, actions)`` computed without
+    gradients, leaves every other column alone, and gives the module its own batch (the policy's OBS,
+    ACTIONS and LOSS_MASK) so that its self-supervised loss trains on the policy's samples. It logs the
+    mean new reward as ``(module_id, "reward_mean")``. The env runners never see it: the episode returns
+    they report stay the environment's.
+    """
+
+    def __init__(
+        self,
+        input_observation_space: gym.Space | None = None,
+        input_action_space: gym.Space | None = None,
+        *,
+        module_id: str,
+        reward_fn: RewardFn,
+        **kwargs,
+    ):
+        super().__init__(input_observation_space, input_action_space, **kwargs)
+        self.module_id = module_id
+        self.reward_fn = reward_fn
+
+    def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs):
+        policy = batch[DEFAULT_MODULE_ID]
+        obs, actions, env_rewards = policy[Columns.OBS], policy[Columns.ACTIONS], policy[Columns.REWARDS]
+        mask = policy.get(Columns.LOSS_MASK, torch.ones_like(env_rewards, dtype=torch.bool))
+        with torch.no_grad():
+            rewards = self.reward_fn(rl_module[self.module_id].unwrapped(), obs, actions)
+        assert rewards.shape == env_rewards.shape, f"reward_fn gave shape {rewards.shape}, not {env_rewards.shape}"
+        policy[Columns.REWARDS] = torch.where(mask, rewards.to(env_rewards.dtype), env_rewards)
+        batch[self.module_id] = {Columns.OBS: obs, Columns.ACTIONS: actions, Columns.LOSS_MASK: mask}
+        if metrics is not None:
+            metrics.log_value((self.module_id, "reward_mean"), rewards[mask].mean().item(), window=1)
+        return batch
+
+
 # --------------------------------------------------------------------------------- runs of a spec
 
 EVAL_EPISODES = 10
@@ -503,10 +549,11 @@ def _flatten_result(result: dict) -> dict[str, float]:
         for k, v in stats.items():
             if not isinstance(v, (int, float)):
                 continue
-            if module_id == "default_policy" and k in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss"):
-                out[f"loss/{k}"] = v
-            elif k.startswith("disc/"):
-                out[k] = v
+            if module_id == DEFAULT_MODULE_ID:
+                if k in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss"):
+                    out[f"loss/{k}"] = v
+            elif not k.startswith(("num_", "gradients_", "module_train_batch", "weights_seq_no")):
+                out[f"{module_id}/{k}"] = v  # a learner-only module's own metrics, e.g. disc/loss
     out["env_steps"] = result.get("num_env_steps_sampled_lifetime", 0)
     return out
 
