@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import genlab
 from genlab import config, tracking, train
 
 pytestmark = pytest.mark.slow
@@ -21,16 +20,6 @@ RUN = {
     "budget": {"epochs": 3, "eval_every": 1, "checkpoint_every": 1},
     "resources": {"num_workers": 2, "cpus_per_worker": 1, "max_failures": 1},
 }
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR",
-             runtime_env={"env_vars": genlab.RAY_ENV_VARS})
-    yield
-    ray.shutdown()
 
 
 def spec_with(tmp_path: Path, **changes) -> config.RunSpec:

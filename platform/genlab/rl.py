@@ -573,8 +573,6 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
     ``eval/true_return`` and, when the demonstrations carry the expert's and a random policy's
     returns, ``eval/normalized_score`` (random = 0, expert = 1).
     """
-    import time
-
     from genlab import registry, tracking
 
     storage = Path(storage_path).resolve()
@@ -583,8 +581,9 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
     uri = tracking.resolve_uri(spec.tracking.uri)
     run_id = tracking.open_run(uri, spec.tracking.experiment, run_name=spec.name,
                                config=spec.model_dump(mode="json"),
-                               tags={"genlab.run_key": str(workdir), tracking.TAG_KIND: "rl", **(mlflow_tags or {})},
-                               resume_tag=("genlab.run_key", str(workdir)))
+                               tags={tracking.TAG_RUN_KEY: str(workdir), tracking.TAG_KIND: "rl",
+                                     **(mlflow_tags or {})},
+                               resume_tag=(tracking.TAG_RUN_KEY, str(workdir)))
     logger = tracking.RunLogger(uri, run_id)
     meta = load_demos(spec.demos.path, spec.env.id).meta if spec.demos else {}
     algo = registry.impl_class(spec.algorithm)(spec, workdir).build_algo()
@@ -627,8 +626,7 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
         raise
     finally:
         algo.stop()
-    fig = tracking.learning_curves(history)
-    logger.figure(fig, "plots/learning_curves.png")
+    logger.learning_curves(history)
     if not in_tune:
         tracking.close_run(uri, run_id)
     return {"mlflow_run_id": run_id, "metrics": history[-1] if history else {}, "history": history}
@@ -665,8 +663,7 @@ def expert(spec, out_dir: Path) -> Path:
         logger.metrics({"eval/expert_return": meta["expert_return"], "eval/random_return": meta["random_return"]},
                        step=len(history))
         logger.file(path / META_FILE, "demos")
-        if history:
-            logger.figure(tracking.learning_curves(history), "plots/learning_curves.png")
+        logger.learning_curves(history)
     except BaseException as e:
         tracking.close_run(uri, run_id, e)
         raise

@@ -35,6 +35,7 @@ TAG_SWEEP = "genlab.sweep"
 TAG_KIND = "genlab.kind"
 TAG_ERROR = "genlab.error"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_RUN_KEY = "genlab.run_key"  # where a run's checkpoints live: a restarted run reopens its MLflow run by it
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -180,8 +181,15 @@ class RunLogger:
             save_image(images.float().cpu() * 0.5 + 0.5, f, nrow=nrow or max(1, int(n**0.5)), padding=1)
             self.client.log_artifact(self.run_id, str(f), str(Path(path).parent))
 
-    def figure(self, fig, path: str) -> None:
-        self.client.log_figure(self.run_id, fig, path)
+    def learning_curves(self, history: list[dict[str, float]]) -> None:
+        """Log ``plots/learning_curves.png`` (every metric against epoch) if there is any history."""
+        if not history:
+            return
+        import matplotlib.pyplot as plt
+
+        fig = learning_curves(history)
+        self.client.log_figure(self.run_id, fig, "plots/learning_curves.png")
+        plt.close(fig)
 
     def file(self, local: str | Path, artifact_dir: str) -> None:
         self.client.log_artifact(self.run_id, str(local), artifact_dir)

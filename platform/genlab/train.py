@@ -24,7 +24,6 @@ from genlab import config, data, registry, tracking
 from genlab.config import RunSpec
 
 STATE_FILE = "state.pt"
-TAG_RUN_KEY = "genlab.run_key"
 FAIL_ENV = "GENLAB_FAIL_AT_EPOCH"
 """Chaos hook: a worker raises once after reporting this epoch, to exercise recovery (tests, drills)."""
 
@@ -95,11 +94,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         _maybe_inject_failure(cfg, epoch)
 
     if logger is not None:
-        import matplotlib.pyplot as plt
-
-        fig = tracking.learning_curves(history)
-        logger.figure(fig, "plots/learning_curves.png")
-        plt.close(fig)
+        logger.learning_curves(history)
 
 
 def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final_to) -> None:
@@ -151,9 +146,9 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
     uri = tracking.resolve_uri(spec.tracking.uri)
     run_id = tracking.open_run(uri, spec.tracking.experiment, run_name=spec.name,
                                config=spec.model_dump(mode="json"),
-                               tags={TAG_RUN_KEY: f"{storage_path}/{run_key}", tracking.TAG_KIND: "train",
+                               tags={tracking.TAG_RUN_KEY: f"{storage_path}/{run_key}", tracking.TAG_KIND: "train",
                                      **(mlflow_tags or {})},
-                               resume_tag=(TAG_RUN_KEY, f"{storage_path}/{run_key}"))
+                               resume_tag=(tracking.TAG_RUN_KEY, f"{storage_path}/{run_key}"))
     loop_cfg = {"spec": spec.model_dump(mode="json"), "mlflow_uri": uri, "mlflow_run_id": run_id}
     if os.environ.get(FAIL_ENV):
         loop_cfg["fail_at_epoch"] = int(os.environ[FAIL_ENV])
