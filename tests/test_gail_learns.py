@@ -1,0 +1,37 @@
+"""GAIL imitates: on Pendulum-v1 from 10 expert trajectories it reaches a normalized score >= 0.8, while
+the same pipeline with its discriminator frozen at initialization stays <= 0.3.
+
+Pendulum's episodes all last 200 steps, so a constant reward (the always-positive -log(1-D)) cannot
+tell the policy anything: only the discriminator's judgement of (s, a) can. Both runs are measured here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genlab import config, rl
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+ENV = "Pendulum-v1"
+
+
+def test_gail_imitates_pendulum_and_an_untrained_discriminator_does_not(tmp_path, ray_local):
+    expert = rl.train_expert(ENV, tmp_path / "expert", target_return=-200, max_iterations=40, seed=0)
+    assert expert.greedy_return >= -200, expert
+    demos = rl.record_demos(expert.module_path, ENV, 10, tmp_path / "demos", seed=0)
+
+    def run(*overrides: str) -> dict:
+        spec = config.load_run(ROOT / "sweeps/gail/pendulum.yaml",
+                               [f"demos.path={demos}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                                *overrides])
+        return rl.fit(spec, storage_path=tmp_path / "results")["metrics"]
+
+    gail = run()
+    ablation = run("name=gail-pendulum-frozen-d", "hparams.freeze_discriminator=true")
+    print(f"normalized score: GAIL {gail['eval/normalized_score']:.3f}, "
+          f"frozen D {ablation['eval/normalized_score']:.3f}")
+    assert gail["eval/normalized_score"] >= 0.8, gail
+    assert ablation["eval/normalized_score"] <= 0.3, ablation
