@@ -217,7 +217,8 @@ def learning_curves(history: list[dict[str, float]]):
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=k)
         ax.set_title(group)
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
