@@ -345,3 +345,12 @@ def test_one_gail_iteration_on_hopper(ray_local):
         algo.stop()
     assert set(DISC_METRICS) | {"grad_penalty"} <= set(result["learners"][DISC_ID])
     assert math.isfinite(result["env_runners"]["episode_return_mean"])
+
+
+def test_gail_is_registered_with_tune_by_name():
+    from ray.tune.registry import get_trainable_cls
+
+    from algorithms.gail.algorithm import GAIL, register
+
+    register()
+    assert get_trainable_cls("GAIL") is GAIL

@@ -150,9 +150,13 @@ def register() -> None:
 
 
 def build_config(spec, workdir: Path) -> GAILConfig:
-    """The registry's RL contract: a validated genlab run spec -> the RLlib config that trains it."""
+    """The registry's RL contract: a validated genlab run spec -> the RLlib config that trains it.
+
+    Also registers ``GAIL`` with Tune, so ``tune.Tuner("GAIL", param_space=config)`` works after a genlab run.
+    """
     from genlab import rl
 
+    register()
     hp = GAILHparams.model_validate(spec.hparams)
     ppo = hp.ppo_overrides()
     if hp.lr_decay:  # RLlib's piecewise-linear schedule over sampled env steps
