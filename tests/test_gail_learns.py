@@ -27,7 +27,7 @@ def test_gail_imitates_pendulum_and_an_untrained_discriminator_does_not(tmp_path
         spec = config.load_run(ROOT / "sweeps/gail/pendulum.yaml",
                                [f"demos.path={demos}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
                                 *overrides])
-        return rl.fit(spec, storage_path=tmp_path / "results")["metrics"]
+        return rl.fit(spec, storage_path=tmp_path / "results").metrics
 
     gail = run()
     ablation = run("name=gail-pendulum-frozen-d", "hparams.freeze_discriminator=true")

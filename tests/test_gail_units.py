@@ -13,7 +13,6 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 import torch
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core import DEFAULT_MODULE_ID, Columns
@@ -68,24 +67,19 @@ class ArrayExpertLearner(GAILLearner):
         return self.expert
 
 
-def cartpole_config(**gail) -> GAILConfig:
-    """A tiny GAIL-on-CartPole config: ~200 steps per iteration, 2 epochs of 50-step minibatches."""
+def tiny_config(env: str = "CartPole-v1", learner_class: type = None, num_envs: int = 2, **training) -> GAILConfig:
+    """A tiny GAIL config (default CartPole: ~200 steps per iteration, 2 epochs of 50-step minibatches)."""
+    settings = dict(train_batch_size_per_learner=200, minibatch_size=50, num_epochs=2, disc_minibatch_size=64)
     return (
         GAILConfig()
-        .environment("CartPole-v1")
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
-        .training(
-            demos_path="unused: ArrayExpertLearner",
-            train_batch_size_per_learner=200,
-            minibatch_size=50,
-            num_epochs=2,
-            disc_minibatch_size=64,
-            **gail,
-        )
+        .environment(env)
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=num_envs)
+        .training(demos_path="unused: the learner class supplies the expert", **{**settings, **training})
         .rl_module(model_config={"fcnet_hiddens": [32, 32]})
-        .learners(learner_class=ArrayExpertLearner)
+        .learners(learner_class=learner_class or ArrayExpertLearner)
         .debugging(seed=0)
     )
+
 
 
 def learner_and_episodes(config: GAILConfig, n_steps: int):
@@ -101,15 +95,6 @@ def disc_params(learner: GAILLearner) -> list[torch.Tensor]:
 def adam_steps(learner: GAILLearner, module_id: str) -> set[int]:
     """The distinct per-parameter Adam step counts of a module's optimizer (empty: it never stepped)."""
     return {int(s["step"]) for s in learner.get_optimizer(module_id).state.values()}
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 # ------------------------------------------------------------------------------------------ (1) reward
@@ -189,7 +174,7 @@ def test_discriminator_clips_and_standardizes_actions():
 
 
 def test_connector_rewrites_only_the_reward_column_right_before_gae():
-    learner, episodes = learner_and_episodes(cartpole_config(reward_form="log_d"), n_steps=100)
+    learner, episodes = learner_and_episodes(tiny_config(reward_form="log_d"), n_steps=100)
     pipeline = learner._learner_connector
     names = [type(c).__name__ for c in pipeline.connectors]
     assert names.index("ModuleRewardConnector") == names.index("GeneralAdvantageEstimation") - 1
@@ -223,7 +208,7 @@ def test_connector_rewrites_only_the_reward_column_right_before_gae():
 def test_discriminator_takes_disc_steps_per_update_or_none_when_frozen(freeze: bool):
     disc_steps = 3
     learner, episodes = learner_and_episodes(
-        cartpole_config(disc_steps=disc_steps, freeze_discriminator=freeze), n_steps=200
+        tiny_config(disc_steps=disc_steps, freeze_discriminator=freeze), n_steps=200
     )
     before = disc_params(learner)
     for update in (1, 2):  # the step budget is per update
@@ -247,10 +232,10 @@ def test_discriminator_takes_disc_steps_per_update_or_none_when_frozen(freeze: b
 def test_learner_reads_the_demos_genlab_records(tmp_path):
     from genlab.rl import record_demos
 
-    learner, _ = learner_and_episodes(cartpole_config(), n_steps=1)
+    learner, _ = learner_and_episodes(tiny_config(), n_steps=1)
     learner.module[DEFAULT_MODULE_ID].save_to_path(tmp_path / "module")
     demos = record_demos(tmp_path / "module", "CartPole-v1", 3, tmp_path / "demos", seed=0)
-    config = cartpole_config(num_trajectories=2).training(demos_path=str(demos)).learners(learner_class=GAILLearner)
+    config = tiny_config(num_trajectories=2).training(demos_path=str(demos)).learners(learner_class=GAILLearner)
     reader = config.build_learner(env=gym.make("CartPole-v1"))
     first_two = pd.read_parquet(demos / "demos.parquet").query("eps_id < 2")
     assert reader.expert_obs.shape == (len(first_two), 4)
@@ -303,7 +288,7 @@ def test_hparams_check_disc_steps_against_the_minibatches_and_map_onto_the_confi
 @pytest.mark.slow
 @pytest.mark.parametrize("freeze", [False, True])
 def test_one_gail_iteration_on_cartpole(ray_local, freeze: bool):
-    algo = cartpole_config(disc_steps=2, freeze_discriminator=freeze).build_algo()
+    algo = tiny_config(disc_steps=2, freeze_discriminator=freeze).build_algo()
     try:
         learner = algo.learner_group._learner
         before = disc_params(learner)
@@ -322,22 +307,8 @@ def test_one_gail_iteration_on_hopper(ray_local):
     class HopperExpert(ArrayExpertLearner):
         expert = rollout_pairs("Hopper-v5", random_policy, 300)
 
-    config = (
-        GAILConfig()
-        .environment("Hopper-v5")
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
-        .training(
-            demos_path="unused",
-            train_batch_size_per_learner=256,
-            minibatch_size=128,
-            num_epochs=1,
-            disc_steps=1,
-            disc_minibatch_size=64,
-            grad_penalty=1.0,
-        )
-        .rl_module(model_config={"fcnet_hiddens": [32, 32]})
-        .learners(learner_class=HopperExpert)
-    )
+    config = tiny_config("Hopper-v5", HopperExpert, num_envs=1, train_batch_size_per_learner=256,
+                         minibatch_size=128, num_epochs=1, disc_steps=1, grad_penalty=1.0)
     algo = config.build_algo()
     try:
         result = algo.train()

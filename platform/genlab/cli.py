@@ -81,8 +81,6 @@ def _where_next(storage: Path, uri: str) -> None:
 
 
 def cmd_train(args) -> int:
-    from genlab import train
-
     spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.RunSpec):
         raise SpecError(f"{args.spec} is not a run spec; run it with `genlab {_command_for(spec)} {args.spec}`")
@@ -92,19 +90,12 @@ def cmd_train(args) -> int:
         raise SpecError(f"{storage / spec.name} already holds a run named {spec.name!r}: pass --resume to "
                         "continue it from its last checkpoint, or choose a new name (--set name=...)")
     _start_ray(args.num_cpus)
-    if registry.entry(spec.algorithm).kind == "rl":
-        from genlab import rl
-
-        out = rl.fit(spec, storage_path=storage)
-        metrics, run_id = out["metrics"], out["mlflow_run_id"]
-    else:
-        result = train.fit(spec, storage_path=storage)
-        metrics, run_id = result.metrics, result.mlflow_run_id
+    result = registry.runner(spec.algorithm)(spec, storage_path=storage)
     print("\nFinal metrics:")
-    for k, v in sorted(metrics.items()):
+    for k, v in sorted(result.metrics.items()):
         if k.startswith(("eval/", "loss/", "env/", "disc/")):
             print(f"  {k:28s} {v:.4f}")
-    print(f"  MLflow run id: {run_id}")
+    print(f"  MLflow run id: {result.mlflow_run_id}")
     _where_next(storage, tracking.resolve_uri(spec.tracking.uri))
     return 0
 

@@ -85,6 +85,16 @@ def load(ref: str):
     return getattr(importlib.import_module(module), attr)
 
 
+RUNNERS = {"generative": "genlab.train:fit", "rl": "genlab.rl:fit"}
+"""How each kind of algorithm is trained: fit(spec, *, storage_path, run_key=None, mlflow_tags=None, in_tune=False)
+returning an object with ``.metrics`` (the last report) and ``.mlflow_run_id``."""
+
+
+def runner(name: str):
+    """The fit function that trains algorithm ``name`` (Ray Train for generative methods, RLlib for RL)."""
+    return load(RUNNERS[entry(name).kind])
+
+
 def hparams_class(name: str):
     return load(entry(name).hparams)
 

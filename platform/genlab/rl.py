@@ -558,6 +558,16 @@ def _flatten_result(result: dict) -> dict[str, float]:
     return out
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """What ``fit`` returns (the same attributes as Ray Train's ``Result`` that ``genlab.train.fit`` returns)."""
+
+    metrics: dict[str, float]
+    """The last iteration's metrics."""
+    history: list[dict[str, float]]
+    mlflow_run_id: str
+
+
 def _policy_module(algo) -> RLModule:
     """The policy to evaluate: the env runner's, or for offline algorithms (BC, no env runner) the learner's."""
     if algo.env_runner_group is not None and algo.env_runner is not None:
@@ -566,7 +576,7 @@ def _policy_module(algo) -> RLModule:
 
 
 def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_tags: dict | None = None,
-        in_tune: bool = False) -> dict:
+        in_tune: bool = False) -> RunResult:
     """Train an RL spec (GAIL, BC, ...) iteration by iteration, evaluating the true return; MLflow-tracked.
 
     Every ``budget.eval_every`` iterations the greedy policy is rolled out on the real env:
@@ -629,7 +639,7 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
     logger.learning_curves(history)
     if not in_tune:
         tracking.close_run(uri, run_id)
-    return {"mlflow_run_id": run_id, "metrics": history[-1] if history else {}, "history": history}
+    return RunResult(metrics=history[-1] if history else {}, history=history, mlflow_run_id=run_id)
 
 
 def expert(spec, out_dir: Path) -> Path:

@@ -1,9 +1,10 @@
 """Sweeps: Ray Tune + OptunaSearch (TPE) + ASHA over a run spec, resumable, one MLflow parent run.
 
 Each trial is a small driver function that applies its sampled values to the base run spec,
-validates it, and calls ``genlab.train.fit`` (a ``TorchTrainer`` whose rank-0 metrics reach Tune
-through ``TuneReportCallback``). The trial driver holds no CPU (Ray Train's workers hold the
-trial's real resources), so on 2 CPUs two 1-worker trials run side by side without deadlock.
+validates it, and calls its kind's fit (``genlab.train.fit``: a ``TorchTrainer`` whose rank-0 metrics
+reach Tune through ``TuneReportCallback``; ``genlab.rl.fit``: the RLlib algorithm in the trial itself).
+A generative trial's driver holds no CPU (Ray Train's workers hold the trial's real resources), so
+on 2 CPUs two 1-worker trials run side by side without deadlock.
 
 Layout: ``<storage>/<sweep name>/`` is Tune's experiment folder (``Tuner.restore`` reads it); the
 Ray Train runs of the trials live in ``<storage>/<sweep name>/train/<trial id>/`` with their
@@ -25,8 +26,6 @@ TRIAL_DRIVER_MEMORY = 64 * 1024**2
 def _trial(trial_config: dict, *, base: dict, sweep: str, parent_run_id: str, train_storage: str) -> None:
     from ray import tune
 
-    from genlab import train
-
     raw = copy.deepcopy(base)
     for path, value in trial_config.items():
         config.set_path(raw, path, value)
@@ -34,12 +33,8 @@ def _trial(trial_config: dict, *, base: dict, sweep: str, parent_run_id: str, tr
     raw["name"] = f"{sweep}-{trial_id}"
     spec = config.run_from_dict(raw, source=f"trial {trial_id}")
     tags = {tracking.TAG_PARENT: parent_run_id, tracking.TAG_TRIAL: trial_id, tracking.TAG_SWEEP: sweep}
-    if registry.entry(spec.algorithm).kind == "rl":
-        from genlab import rl
-
-        rl.fit(spec, storage_path=train_storage, run_key=trial_id, in_tune=True, mlflow_tags=tags)
-    else:
-        train.fit(spec, storage_path=train_storage, run_key=trial_id, in_tune=True, mlflow_tags=tags)
+    registry.runner(spec.algorithm)(spec, storage_path=train_storage, run_key=trial_id, in_tune=True,
+                                    mlflow_tags=tags)
 
 
 def _trial_resources(spec: SweepSpec) -> dict:
