@@ -1,7 +1,8 @@
-"""``genlab``: train | sweep | expert | runs | validate.
+"""``genlab``: train | sweep | expert | submit | runs | validate.
 
 Specs are loaded and validated (with ``--set`` overrides) before Ray starts; Ray is local unless
-``RAY_ADDRESS`` names a cluster.
+``RAY_ADDRESS`` names a cluster (inside a Ray job it always does). ``genlab submit`` sends a spec to a
+cluster as a Ray job (genlab.jobs).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from genlab import config, registry, tracking
+from genlab import config, jobs, registry, tracking
 from genlab.config import SpecError
+
+STORAGE_ENV = "GENLAB_STORAGE"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, help in (("train", "train one run on Ray Train"), ("sweep", "run a Tune + Optuna + ASHA sweep")):
         s = spec_cmd(name, help)
-        s.add_argument("--storage", default="results", help="results folder (default: ./results)")
+        s.add_argument("--storage", default=os.environ.get(STORAGE_ENV, "results"),
+                       help=f"results folder (default: ${STORAGE_ENV}, else ./results); on a multi-node cluster a "
+                            "path every node shares")
         s.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep of this name")
         s.add_argument("--num-cpus", type=float, default=None,
                        help="CPUs of the local Ray instance (default: all); ignored with RAY_ADDRESS")
@@ -36,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--storage", default="results", help="demonstrations go to <storage>/experts/<name>")
     e.add_argument("--force", action="store_true", help="replace existing demonstrations of this name")
     e.add_argument("--num-cpus", type=float, default=None)
+    j = spec_cmd("submit", "submit `genlab sweep|train <spec>` to a Ray cluster as a job; prints its id and URL")
+    j.add_argument("--address", default=None,
+                   help=f"the cluster's job API (default: $RAY_API_SERVER_ADDRESS, else {jobs.DEFAULT_ADDRESS})")
+    j.add_argument("--storage", default=None,
+                   help=f"results folder on the cluster, shared by its nodes (default: the cluster's ${STORAGE_ENV})")
+    j.add_argument("--tracking-uri", default=None,
+                   help="MLflow server the job logs to (default: the cluster's $MLFLOW_TRACKING_URI)")
+    j.add_argument("--working-dir", default=".", help="uploaded with the job; must contain the spec (default: .)")
+    j.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="env var for the job (repeatable)")
+    j.add_argument("--follow", action="store_true", help="print the job's logs until it ends; exit 0 if it succeeded")
     spec_cmd("validate", "check a run, sweep or expert spec and print it resolved")
     r = sub.add_parser("runs", help="compare the runs of an MLflow experiment")
     r.add_argument("experiment", nargs="?", default="genlab")
@@ -50,13 +65,19 @@ def _start_ray(num_cpus: float | None) -> None:
     from genlab import RAY_ENV_VARS
 
     os.environ.update({k: v for k, v in RAY_ENV_VARS.items() if k not in os.environ})
-    runtime_env = {"env_vars": RAY_ENV_VARS}
+    # Every Ray process of the run gets genlab's Ray settings and the user's GENLAB_* variables. Inside a
+    # Ray job, the job's runtime env already reaches them, and Ray refuses to set a variable twice.
+    env_vars = {**RAY_ENV_VARS, **{k: v for k, v in os.environ.items() if k.startswith("GENLAB_")}}
+    runtime_env = {"env_vars": {k: v for k, v in env_vars.items() if k not in jobs.job_env_vars()}}
     if os.environ.get("RAY_ADDRESS"):
         ctx = ray.init(runtime_env=runtime_env)
     else:
         # The dashboard is not optional: Ray Train's placement-group cleaner asks its state API, and
         # without it the resources of trials that ASHA stops are never released. It binds 127.0.0.1.
         ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, runtime_env=runtime_env)
+    import genlab
+
+    print(f"[genlab] genlab {genlab.__version__} from {tracking.code_path()}", flush=True)
     if ctx.dashboard_url:
         print(f"[genlab] Ray dashboard: http://{ctx.dashboard_url}", flush=True)
 
@@ -68,6 +89,31 @@ def _check_resources(spec: config.RunSpec, num_cpus: float | None) -> None:
 
     config.check_local_resources(spec, cpus_available=num_cpus or os.cpu_count() or 1,
                                  gpus_available=torch.cuda.device_count())
+
+
+def _check_job_paths(storage: str, uri: str) -> None:
+    """Inside a Ray job the working directory is a temporary copy: results written there would be lost."""
+    if not jobs.in_job():
+        return
+    if not Path(storage).is_absolute():
+        raise SpecError(f"this Ray job would write its results to {storage!r} in the job's temporary working "
+                        f"directory: pass --storage /shared/path (genlab submit --storage ...) or set "
+                        f"{STORAGE_ENV} on the cluster (the YAMLs in cluster/ do)")
+    if uri.startswith("sqlite:///") and Path(uri.removeprefix("sqlite:///")).is_relative_to(Path.cwd()):
+        raise SpecError("this Ray job would track to an SQLite file in its temporary working directory: point it "
+                        "at the cluster's MLflow server (MLFLOW_TRACKING_URI on the head, which the YAMLs in "
+                        "cluster/ set, or genlab submit --tracking-uri http://<head>:5000)")
+
+
+def _leave_job_working_dir(storage: Path) -> None:
+    """Once its specs are loaded, a job's driver works from its results folder, not the job's working dir.
+
+    Ray unpacks the working dir again whenever another node on the same file system first uses it (all
+    nodes of a fake_multinode cluster do), which replaces the directory under a driver still in it.
+    """
+    if jobs.in_job():
+        storage.mkdir(parents=True, exist_ok=True)
+        os.chdir(storage)
 
 
 def _where_next(storage: Path, uri: str) -> None:
@@ -85,7 +131,9 @@ def cmd_train(args) -> int:
     if not isinstance(spec, config.RunSpec):
         raise SpecError(f"{args.spec} is not a run spec; run it with `genlab {_command_for(spec)} {args.spec}`")
     _check_resources(spec, args.num_cpus)
+    _check_job_paths(args.storage, tracking.resolve_uri(spec.tracking.uri))
     storage = Path(args.storage).resolve()
+    _leave_job_working_dir(storage)
     if (storage / spec.name).exists() and not args.resume:
         raise SpecError(f"{storage / spec.name} already holds a run named {spec.name!r}: pass --resume to "
                         "continue it from its last checkpoint, or choose a new name (--set name=...)")
@@ -107,7 +155,9 @@ def cmd_sweep(args) -> int:
     if not isinstance(spec, config.SweepSpec):
         raise SpecError(f"{args.spec} has no search_space; run it with `genlab {_command_for(spec)} {args.spec}`")
     _check_resources(spec.run, args.num_cpus)
+    _check_job_paths(args.storage, tracking.resolve_uri(spec.run.tracking.uri))
     storage = Path(args.storage).resolve()
+    _leave_job_working_dir(storage)
     sweep.check_can_start(spec, storage, args.resume)
     _start_ray(args.num_cpus)
     results = sweep.run(spec, storage_path=storage, resume=args.resume)
@@ -147,6 +197,30 @@ def cmd_expert(args) -> int:
     return 0
 
 
+def cmd_submit(args) -> int:
+    spec = config.load_any(args.spec, args.overrides)  # bad input fails here, before anything is uploaded
+    if isinstance(spec, config.ExpertSpec):
+        raise SpecError(f"{args.spec} is an expert spec; genlab submit runs run and sweep specs")
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--env {item!r}: expected KEY=VALUE")
+        env[key] = value
+    sub = jobs.submit(_command_for(spec), args.spec, args.overrides, address=args.address,
+                      working_dir=args.working_dir, storage=args.storage, tracking_uri=args.tracking_uri, env=env)
+    print(f"[genlab] submitted job {sub.job_id} to {sub.address}\n"
+          f"  entrypoint: {sub.entrypoint}\n"
+          f"  dashboard:  {sub.dashboard_url}\n"
+          f"  logs:       ray job logs --follow {sub.job_id} --address {sub.address}\n"
+          f"  stop:       ray job stop {sub.job_id} --address {sub.address}", flush=True)
+    if not args.follow:
+        return 0
+    status = jobs.follow(sub)
+    print(f"[genlab] job {sub.job_id}: {status}")
+    return 0 if status == "SUCCEEDED" else 1
+
+
 def cmd_validate(args) -> int:
     import yaml
 
@@ -166,9 +240,8 @@ def cmd_runs(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "sweep": cmd_sweep, "expert": cmd_expert, "validate": cmd_validate,
-                "runs": cmd_runs}[
-            args.command](args)
+        return {"train": cmd_train, "sweep": cmd_sweep, "expert": cmd_expert, "submit": cmd_submit,
+                "validate": cmd_validate, "runs": cmd_runs}[args.command](args)
     except SpecError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
         return 2
