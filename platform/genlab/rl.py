@@ -595,6 +595,7 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
                                      **(mlflow_tags or {})},
                                resume_tag=(tracking.TAG_RUN_KEY, str(workdir)))
     logger = tracking.RunLogger(uri, run_id)
+    logger.tags(tracking.placement())  # the RLlib algorithm (learner + local env runner) runs in this process
     meta = load_demos(spec.demos.path, spec.env.id).meta if spec.demos else {}
     algo = registry.impl_class(spec.algorithm)(spec, workdir).build_algo()
     ckpt = workdir / "checkpoint"

@@ -63,8 +63,11 @@ def _close_trial_runs():
 
     A trial that raised in Python closes its own run; this one covers trials stopped early by ASHA
     (their process is ended, not unwound) and trials whose process died (killed, out of memory).
+    It also withdraws the trial's Ray Train autoscaling request (see train.release_autoscaling_request).
     """
     from ray.tune import Callback
+
+    from genlab import train
 
     class CloseTrialRuns(Callback):
         def __init__(self, uri: str, experiment: str, max_t: int):
@@ -73,6 +76,8 @@ def _close_trial_runs():
         def _open_run(self, trial):
             exp_id = tracking.experiment_id(self.uri, self.experiment)
             run = tracking.find_run(self.uri, exp_id, tracking.TAG_TRIAL, trial.trial_id)
+            if run is not None and train.TAG_TRAIN_RUN in run.data.tags:
+                train.release_autoscaling_request(run.data.tags[train.TAG_TRAIN_RUN])
             return run if run is not None and run.info.status == "RUNNING" else None
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -155,6 +160,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
     except BaseException as e:
         tracking.close_run(uri, parent, e)
         raise
+    _release_autoscaling_requests(uri, experiment, spec.name)
     _log_summary(uri, parent, spec, results)
     if interrupted(results, spec):
         tracking.close_run(uri, parent, KeyboardInterrupt())  # KILLED; --resume reopens it
@@ -162,6 +168,22 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
     n_err = results.num_errors
     tracking.close_run(uri, parent, f"all {n_err} trials failed" if n_err == len(results) else None)
     return results
+
+
+def _release_autoscaling_requests(uri: str, experiment: str, sweep: str) -> None:
+    """Withdraw every trial's Ray Train autoscaling request once the sweep is over.
+
+    The per-trial release in the callback can race the stopped trial's dying controller, which may
+    re-send its request once more; by now every controller is gone.
+    """
+    from genlab import train
+
+    c = tracking.client(uri)
+    runs = c.search_runs([tracking.experiment_id(uri, experiment)],
+                         filter_string=f"tags.`{tracking.TAG_SWEEP}` = '{sweep}'", max_results=5000)
+    for r in runs:
+        if train.TAG_TRAIN_RUN in r.data.tags:
+            train.release_autoscaling_request(r.data.tags[train.TAG_TRAIN_RUN])
 
 
 def interrupted(results, spec: SweepSpec) -> bool:

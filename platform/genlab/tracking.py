@@ -36,6 +36,10 @@ TAG_KIND = "genlab.kind"
 TAG_ERROR = "genlab.error"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_KEY = "genlab.run_key"  # where a run's checkpoints live: a restarted run reopens its MLflow run by it
+TAG_NODE_IP = "genlab.node_ip"  # the Ray node that trained the run (rank 0 of a Ray Train run)
+TAG_NODE_ID = "genlab.node_id"
+TAG_DEVICE = "genlab.device"
+TAG_CODE = "genlab.code"  # the genlab package that ran: a Ray job's runtime env, or the installed one
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -106,6 +110,21 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def code_path() -> str:
+    return str(Path(__file__).resolve().parent)
+
+
+def placement() -> dict[str, str]:
+    """Tags naming the Ray node this process runs on and the genlab code it imported."""
+    import ray
+
+    tags = {TAG_CODE: code_path()}
+    if ray.is_initialized():
+        tags[TAG_NODE_IP] = ray.util.get_node_ip_address()
+        tags[TAG_NODE_ID] = ray.get_runtime_context().get_node_id()
+    return tags
+
+
 def find_run(uri: str, exp_id: str, tag: str, value: str):
     runs = client(uri).search_runs([exp_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1)
     return runs[0] if runs else None
@@ -135,7 +154,8 @@ def open_run(uri: str, experiment: str, *, run_name: str, config: dict, tags: di
         c.log_batch(rid, params=params[i : i + 100])
     c.log_text(rid, yaml.safe_dump(config, sort_keys=False), "spec/resolved.yaml")
     c.log_text(rid, shlex.join(sys.argv), "spec/command.txt")
-    c.log_dict(rid, {"git_commit": commit, **package_versions()}, "spec/environment.json")
+    c.log_dict(rid, {"git_commit": commit, "genlab_code": code_path(), **package_versions()},
+               "spec/environment.json")
     return rid
 
 
@@ -190,6 +210,11 @@ class RunLogger:
         fig = learning_curves(history)
         self.client.log_figure(self.run_id, fig, "plots/learning_curves.png")
         plt.close(fig)
+
+    def tags(self, values: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in values.items()])
 
     def file(self, local: str | Path, artifact_dir: str) -> None:
         self.client.log_artifact(self.run_id, str(local), artifact_dir)

@@ -26,18 +26,67 @@ from genlab.config import RunSpec
 STATE_FILE = "state.pt"
 FAIL_ENV = "GENLAB_FAIL_AT_EPOCH"
 """Chaos hook: a worker raises once after reporting this epoch, to exercise recovery (tests, drills)."""
+LOGICAL_GPUS_ENV = "GENLAB_LOGICAL_GPUS"
+"""Set to 1 on clusters whose GPUs are Ray resources only (Ray's fake_multinode test clusters, e.g.
+cluster/local-autoscaling.yaml): trials reserve GPUs as usual but compute on the CPU (gloo backend)."""
+
+
+TAG_TRAIN_RUN = "genlab.train_run_id"
+
+
+def _train_run_id() -> str:
+    from ray.train.v2._internal.execution.context import get_train_context
+
+    return get_train_context().train_run_context.run_id
+
+
+def release_autoscaling_request(train_run_id: str) -> None:
+    """Withdraw what a Ray Train run asked the autoscaler for, once its trial has ended.
+
+    Ray 2.60's Train controller registers its workers' resources with the autoscaling coordinator and
+    cancels them when it shuts down. A trial that ASHA stops is killed, its controller with it, so the
+    request outlives it by up to 180 s: the autoscaler keeps (and may even add) GPU nodes for a trial that
+    no longer exists. The sweep calls this for every trial that ends (tests/test_cluster_jobs.py).
+    """
+    from ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client import (
+        TrainAutoscalingCoordinatorClient,
+    )
+
+    TrainAutoscalingCoordinatorClient(f"train-{train_run_id}").cancel_resource_request()
+
+
+def logical_gpus() -> bool:
+    return os.environ.get(LOGICAL_GPUS_ENV) == "1"
+
+
+def _device(spec: RunSpec) -> torch.device:
+    """The worker's device: its Ray-assigned GPU when the spec asks for GPUs, else the CPU."""
+    from ray.train.torch import get_device
+
+    if spec.resources.gpus_per_worker == 0:
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return get_device()
+    if logical_gpus():
+        return torch.device("cpu")
+    raise RuntimeError(
+        f"the spec asks for {spec.resources.gpus_per_worker} GPU per worker and Ray placed this worker on a GPU "
+        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}), but torch {torch.__version__} sees "
+        f"no CUDA device (CUDA build: {torch.version.cuda}). "
+        f"Install the NVIDIA driver and a CUDA torch on the GPU nodes, or set resources.gpus_per_worker: 0. "
+        f"On a cluster whose GPUs are logical only (Ray's fake_multinode), set {LOGICAL_GPUS_ENV}=1.")
 
 
 def train_loop_per_worker(cfg: dict) -> None:
     """One Ray Train worker: build data + algorithm, resume if a checkpoint exists, train, report."""
     import ray.train
-    from ray.train.torch import get_device, prepare_model
+    from ray.train.torch import prepare_model
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one progress line per epoch is ours
     spec = config.run_from_dict(cfg["spec"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = get_device() if spec.resources.gpus_per_worker > 0 else torch.device("cpu")
+    device = _device(spec)
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
 
     ds = data.load(spec.data)
@@ -61,6 +110,8 @@ def train_loop_per_worker(cfg: dict) -> None:
                                                 parallel_strategy_kwargs={"find_unused_parameters": True}))
 
     logger = tracking.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"]) if rank == 0 else None
+    if logger is not None:  # where rank 0 ran, and which Ray Train run it belongs to
+        logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), TAG_TRAIN_RUN: _train_run_id()})
     b = spec.budget
     for epoch in range(start_epoch, b.epochs + 1):
         torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # reproducible from any epoch
@@ -139,7 +190,7 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
     the same key resumes from its latest checkpoint and keeps logging into the same MLflow run.
     """
     import ray.train
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     storage_path = Path(storage_path).resolve()
     run_key = run_key or spec.name
@@ -164,6 +215,7 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_cfg,
+        torch_config=TorchConfig(backend="gloo") if logical_gpus() else None,  # nccl needs real GPUs
         scaling_config=ray.train.ScalingConfig(
             num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0,
             resources_per_worker={"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker}
