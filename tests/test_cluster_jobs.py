@@ -223,7 +223,9 @@ def test_autoscaling_cluster_adds_gpu_nodes_for_a_sweep_and_removes_them(head_fa
 
     seen: dict[str, dict] = {}  # node id -> node, every node seen alive
     counts: list[int] = []
+    changes: list[tuple[int, int]] = []  # (seconds since submission, alive nodes) at every change
     stop = threading.Event()
+    t0 = time.time()
 
     def watch() -> None:
         while not stop.is_set():
@@ -232,6 +234,8 @@ def test_autoscaling_cluster_adds_gpu_nodes_for_a_sweep_and_removes_them(head_fa
             except OSError:
                 alive = None
             if alive is not None:
+                if not counts or counts[-1] != len(alive):
+                    changes.append((round(time.time() - t0), len(alive)))
                 counts.append(len(alive))
                 seen.update({n["node_id"]: n for n in alive})
             stop.wait(1)
@@ -247,6 +251,7 @@ def test_autoscaling_cluster_adds_gpu_nodes_for_a_sweep_and_removes_them(head_fa
             cwd=ROOT, env=head.client_env, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-2000:]
         assert "submitted job raysubmit_" in out.stdout and f"{head.address}/#/jobs/raysubmit_" in out.stdout
+        job_done = round(time.time() - t0)
 
         # The nodes go away once idle (idle_timeout_minutes: 0.1 in the YAML).
         deadline = time.time() + 90
@@ -256,6 +261,7 @@ def test_autoscaling_cluster_adds_gpu_nodes_for_a_sweep_and_removes_them(head_fa
         stop.set()
         watcher.join(timeout=15)
 
+    print(f"\nnodes alive (s after submission, count): {changes}; job ended at {job_done} s")
     gpu_nodes = {i for i, n in seen.items() if n["resources_total"].get("GPU", 0) > 0}
     head_ids = {i for i, n in seen.items() if n["is_head_node"]}
     assert max(counts) == 3 and len(gpu_nodes) == 2, (counts, seen.keys())
