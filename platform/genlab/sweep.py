@@ -73,15 +73,18 @@ def _close_trial_runs():
         def __init__(self, uri: str, experiment: str, max_t: int):
             self.uri, self.experiment, self.max_t = uri, experiment, max_t
 
-        def _open_run(self, trial):
+        def _ended(self, trial):
+            """Withdraw the ended trial's Ray Train autoscaling request; return its MLflow run if still open."""
             exp_id = tracking.experiment_id(self.uri, self.experiment)
             run = tracking.find_run(self.uri, exp_id, tracking.TAG_TRIAL, trial.trial_id)
-            if run is not None and train.TAG_TRAIN_RUN in run.data.tags:
+            if run is None:
+                return None
+            if train.TAG_TRAIN_RUN in run.data.tags:
                 train.release_autoscaling_request(run.data.tags[train.TAG_TRAIN_RUN])
-            return run if run is not None and run.info.status == "RUNNING" else None
+            return run if run.info.status == "RUNNING" else None
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            run = self._open_run(trial)
+            run = self._ended(trial)
             if run is not None:
                 it = trial.last_result.get("training_iteration", 0)
                 if it < self.max_t:
@@ -89,7 +92,7 @@ def _close_trial_runs():
                 tracking.close_run(self.uri, run.info.run_id)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            run = self._open_run(trial)
+            run = self._ended(trial)
             if run is not None:
                 err = trial.get_error()
                 tracking.close_run(self.uri, run.info.run_id, str(err) if err else "trial failed")
