@@ -27,7 +27,7 @@ import psutil
 import pytest
 import yaml
 
-from genlab import jobs, tracking
+from genlab import jobs, tracking, train
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +92,21 @@ class RayHead:
         with urllib.request.urlopen(req, timeout=10) as r:
             rows = json.load(r)["data"]["result"]["result"]
         return [n for n in rows if n["state"] == "ALIVE"]
+
+    def diagnose(self) -> str:
+        """What keeps nodes busy: `ray status` (resource requests, demands), live actors and placement groups."""
+        status = subprocess.run([BIN / "ray", "status", f"--address=127.0.0.1:{self.gcs_port}"], env=self.client_env,
+                                capture_output=True, text=True, timeout=60).stdout
+        live = {}
+        for kind in ("actors", "placement_groups"):
+            req = urllib.request.Request(f"{self.address}/api/v0/{kind}?limit=200",
+                                         headers={"Authorization": f"Bearer {self.token}"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                rows = json.load(r)["data"]["result"]["result"]
+            live[kind] = [{k: v for k, v in row.items() if k in ("class_name", "state", "node_id", "name",
+                                                                 "placement_group_id", "bundles")}
+                          for row in rows if row.get("state") not in ("DEAD", "REMOVED")]
+        return f"{status}\n{json.dumps(live, indent=1)}"
 
     def wait_for_job(self, job_id: str, timeout: float) -> str:
         client, deadline = self.job_client(), time.time() + timeout
@@ -265,12 +280,14 @@ def test_autoscaling_cluster_adds_gpu_nodes_for_a_sweep_and_removes_them(head_fa
     gpu_nodes = {i for i, n in seen.items() if n["resources_total"].get("GPU", 0) > 0}
     head_ids = {i for i, n in seen.items() if n["is_head_node"]}
     assert max(counts) == 3 and len(gpu_nodes) == 2, (counts, seen.keys())
-    assert counts[-1] == 1, f"worker nodes were not removed after the idle timeout: {counts}"
+    assert counts[-1] == 1, f"worker nodes were not removed after the idle timeout: {counts}\n{head.diagnose()}"
     # Each trial's Ray Train worker ran on one of the added GPU nodes, not on the CPU-only head.
     runs = trial_runs(uri, "genlab")
     placed = {r.data.tags[tracking.TAG_NODE_ID] for r in runs}
     assert len(runs) == 2 and placed <= gpu_nodes and not placed & head_ids, (placed, gpu_nodes)
     assert all(r.data.tags[tracking.TAG_DEVICE] == "cpu" for r in runs)  # logical GPUs: computed on the CPU
+    # What the sweep needs to withdraw a stopped trial's autoscaling request (genlab.train.release_autoscaling_request).
+    assert all({train.TAG_TRAIN_RUN, train.TAG_TRAIN_CONTROLLER} <= set(r.data.tags) for r in runs)
 
 
 def test_runtime_env_file_matches_genlab_submit():

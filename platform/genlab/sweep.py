@@ -14,6 +14,7 @@ checkpoints, so a resumed trial continues from its last checkpoint.
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 
 from genlab import config, registry, tracking
@@ -79,8 +80,9 @@ def _close_trial_runs():
             run = tracking.find_run(self.uri, exp_id, tracking.TAG_TRIAL, trial.trial_id)
             if run is None:
                 return None
-            if train.TAG_TRAIN_RUN in run.data.tags:
-                train.release_autoscaling_request(run.data.tags[train.TAG_TRAIN_RUN])
+            # In the background: it waits for the trial's Train controller to die (Tune goes on meanwhile).
+            threading.Thread(target=train.release_autoscaling_request, args=(dict(run.data.tags),),
+                             daemon=True).start()
             return run if run.info.status == "RUNNING" else None
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -174,19 +176,15 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
 
 
 def _release_autoscaling_requests(uri: str, experiment: str, sweep: str) -> None:
-    """Withdraw every trial's Ray Train autoscaling request once the sweep is over.
-
-    The per-trial release in the callback can race the stopped trial's dying controller, which may
-    re-send its request once more; by now every controller is gone.
-    """
+    """Withdraw every trial's Ray Train autoscaling request once the sweep is over (the callback's
+    background releases may not have finished)."""
     from genlab import train
 
     c = tracking.client(uri)
     runs = c.search_runs([tracking.experiment_id(uri, experiment)],
                          filter_string=f"tags.`{tracking.TAG_SWEEP}` = '{sweep}'", max_results=5000)
     for r in runs:
-        if train.TAG_TRAIN_RUN in r.data.tags:
-            train.release_autoscaling_request(r.data.tags[train.TAG_TRAIN_RUN])
+        train.release_autoscaling_request(r.data.tags)
 
 
 def interrupted(results, spec: SweepSpec) -> bool:

@@ -32,27 +32,42 @@ cluster/local-autoscaling.yaml): trials reserve GPUs as usual but compute on the
 
 
 TAG_TRAIN_RUN = "genlab.train_run_id"
+TAG_TRAIN_CONTROLLER = "genlab.train_controller"  # the Ray Train controller actor of the run
 
 
-def _train_run_id() -> str:
+def _train_run_tags() -> dict[str, str]:
     from ray.train.v2._internal.execution.context import get_train_context
 
-    return get_train_context().train_run_context.run_id
+    ctx = get_train_context()
+    return {TAG_TRAIN_RUN: ctx.train_run_context.run_id, TAG_TRAIN_CONTROLLER: ctx.controller_actor._actor_id.hex()}
 
 
-def release_autoscaling_request(train_run_id: str) -> None:
-    """Withdraw what a Ray Train run asked the autoscaler for, once its trial has ended.
+def release_autoscaling_request(run_tags: dict[str, str], wait_s: float = 60.0) -> None:
+    """Withdraw what a Ray Train run asked the autoscaler for, once its controller is gone.
 
-    Ray 2.60's Train controller registers its workers' resources with the autoscaling coordinator and
-    cancels them when it shuts down. A trial that ASHA stops is killed, its controller with it, so the
-    request outlives it by up to 180 s: the autoscaler keeps (and may even add) GPU nodes for a trial that
-    no longer exists. The sweep calls this for every trial that ends (tests/test_cluster_jobs.py).
+    Ray 2.60's Train controller registers its workers' resources with the autoscaling coordinator (and
+    re-sends them every 20 s), and withdraws them when it shuts down. A trial that ASHA stops is killed,
+    its controller with it, so the request outlives it by up to 180 s: the autoscaler keeps (and may even
+    add) GPU nodes for a trial that no longer exists. This waits (up to ``wait_s``) until the controller
+    named in the run's MLflow tags is dead, so that no last re-send undoes it, then withdraws the request.
     """
     from ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client import (
         TrainAutoscalingCoordinatorClient,
     )
+    from ray.util.state import get_actor
 
-    TrainAutoscalingCoordinatorClient(f"train-{train_run_id}").cancel_resource_request()
+    if TAG_TRAIN_RUN not in run_tags:
+        return
+    controller, deadline = run_tags.get(TAG_TRAIN_CONTROLLER), time.monotonic() + wait_s
+    while controller and time.monotonic() < deadline:
+        try:
+            state = get_actor(controller, timeout=10)
+        except Exception:  # the state API is unreachable: withdraw now rather than never
+            break
+        if state is None or state.state == "DEAD":
+            break
+        time.sleep(0.5)
+    TrainAutoscalingCoordinatorClient(f"train-{run_tags[TAG_TRAIN_RUN]}").cancel_resource_request()
 
 
 def logical_gpus() -> bool:
@@ -111,7 +126,7 @@ def train_loop_per_worker(cfg: dict) -> None:
 
     logger = tracking.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"]) if rank == 0 else None
     if logger is not None:  # where rank 0 ran, and which Ray Train run it belongs to
-        logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), TAG_TRAIN_RUN: _train_run_id()})
+        logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), **_train_run_tags()})
     b = spec.budget
     for epoch in range(start_epoch, b.epochs + 1):
         torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # reproducible from any epoch
