@@ -91,10 +91,14 @@ def _check_resources(spec: config.RunSpec, num_cpus: float | None) -> None:
                                  gpus_available=torch.cuda.device_count())
 
 
-def _check_job_paths(storage: str, uri: str) -> None:
-    """Inside a Ray job the working directory is a temporary copy: results written there would be lost."""
+def _storage(storage: str, uri: str) -> Path:
+    """The results folder, resolved. Inside a Ray job the working directory is a temporary copy: results or an
+    SQLite store there would be lost, so they are refused; and once the specs are loaded the driver works from
+    the results folder, because Ray unpacks the working dir again whenever another node on the same file system
+    first uses it (all nodes of a fake_multinode cluster do), replacing the directory under a driver still in it.
+    """
     if not jobs.in_job():
-        return
+        return Path(storage).resolve()
     if not Path(storage).is_absolute():
         raise SpecError(f"this Ray job would write its results to {storage!r} in the job's temporary working "
                         f"directory: pass --storage /shared/path (genlab submit --storage ...) or set "
@@ -103,17 +107,10 @@ def _check_job_paths(storage: str, uri: str) -> None:
         raise SpecError("this Ray job would track to an SQLite file in its temporary working directory: point it "
                         "at the cluster's MLflow server (MLFLOW_TRACKING_URI on the head, which the YAMLs in "
                         "cluster/ set, or genlab submit --tracking-uri http://<head>:5000)")
-
-
-def _leave_job_working_dir(storage: Path) -> None:
-    """Once its specs are loaded, a job's driver works from its results folder, not the job's working dir.
-
-    Ray unpacks the working dir again whenever another node on the same file system first uses it (all
-    nodes of a fake_multinode cluster do), which replaces the directory under a driver still in it.
-    """
-    if jobs.in_job():
-        storage.mkdir(parents=True, exist_ok=True)
-        os.chdir(storage)
+    path = Path(storage).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    os.chdir(path)
+    return path
 
 
 def _where_next(storage: Path, uri: str) -> None:
@@ -131,9 +128,7 @@ def cmd_train(args) -> int:
     if not isinstance(spec, config.RunSpec):
         raise SpecError(f"{args.spec} is not a run spec; run it with `genlab {_command_for(spec)} {args.spec}`")
     _check_resources(spec, args.num_cpus)
-    _check_job_paths(args.storage, tracking.resolve_uri(spec.tracking.uri))
-    storage = Path(args.storage).resolve()
-    _leave_job_working_dir(storage)
+    storage = _storage(args.storage, tracking.resolve_uri(spec.tracking.uri))
     if (storage / spec.name).exists() and not args.resume:
         raise SpecError(f"{storage / spec.name} already holds a run named {spec.name!r}: pass --resume to "
                         "continue it from its last checkpoint, or choose a new name (--set name=...)")
@@ -155,9 +150,7 @@ def cmd_sweep(args) -> int:
     if not isinstance(spec, config.SweepSpec):
         raise SpecError(f"{args.spec} has no search_space; run it with `genlab {_command_for(spec)} {args.spec}`")
     _check_resources(spec.run, args.num_cpus)
-    _check_job_paths(args.storage, tracking.resolve_uri(spec.run.tracking.uri))
-    storage = Path(args.storage).resolve()
-    _leave_job_working_dir(storage)
+    storage = _storage(args.storage, tracking.resolve_uri(spec.run.tracking.uri))
     sweep.check_can_start(spec, storage, args.resume)
     _start_ray(args.num_cpus)
     results = sweep.run(spec, storage_path=storage, resume=args.resume)

@@ -51,13 +51,13 @@ def release_autoscaling_request(run_tags: dict[str, str], wait_s: float = 60.0) 
     add) GPU nodes for a trial that no longer exists. This waits (up to ``wait_s``) until the controller
     named in the run's MLflow tags is dead, so that no last re-send undoes it, then withdraws the request.
     """
+    if TAG_TRAIN_RUN not in run_tags:
+        return  # not a Ray Train run (RL trials run RLlib in the trial itself)
     from ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client import (
         TrainAutoscalingCoordinatorClient,
     )
     from ray.util.state import get_actor
 
-    if TAG_TRAIN_RUN not in run_tags:
-        return
     controller, deadline = run_tags.get(TAG_TRAIN_CONTROLLER), time.monotonic() + wait_s
     while controller and time.monotonic() < deadline:
         try:
