@@ -1,10 +1,39 @@
-"""Shared fixtures."""
+"""Shared fixtures and helpers (import the helpers with ``from conftest import ROOT, genlab_run``)."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import genlab
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root (specs are under ROOT / "sweeps")."""
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)  # always a local Ray, never a cluster the machine happens to point at
+    return env
+
+
+def genlab_start(cwd: Path, *args: str, **kw) -> subprocess.Popen:
+    """Start ``python -m genlab ARGS`` in ``cwd`` as a user would, stdout and stderr merged into ``.stdout``."""
+    return subprocess.Popen([sys.executable, "-m", "genlab", *map(str, args)], cwd=cwd, env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+
+def genlab_run(cwd: Path, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m genlab ARGS`` in ``cwd`` to the end; with ``check``, fail the test on a non-zero exit."""
+    proc = subprocess.run([sys.executable, "-m", "genlab", *map(str, args)], cwd=cwd, env=_env(), text=True,
+                          capture_output=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return proc
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ import jsonschema
 import pytest
 import ray
 import yaml
+from conftest import ROOT
 from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscaling_config_from_ray_cr
 from ray.autoscaler._private.providers import _DEFAULT_CONFIGS
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.autoscaler.v2.instance_manager.config import AutoscalingConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
 KUBERAY = CLUSTER / "kuberay"
 SHARED = "/mnt/genlab"

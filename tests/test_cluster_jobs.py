@@ -26,12 +26,13 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from conftest import ROOT
 
-from genlab import jobs, tracking, train
+from genlab import jobs, tracking
+from genlab.runners import generative as train
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SWEEP = "sweeps/improved_gan/digits_sweep.yaml"
 TINY = ["--set", "run.budget.epochs=2", "--set", "num_samples=2", "--set", "scheduler.grace_period=1",
@@ -286,7 +287,7 @@ def test_autoscaling_cluster_adds_gpu_nodes_for_a_sweep_and_removes_them(head_fa
     placed = {r.data.tags[tracking.TAG_NODE_ID] for r in runs}
     assert len(runs) == 2 and placed <= gpu_nodes and not placed & head_ids, (placed, gpu_nodes)
     assert all(r.data.tags[tracking.TAG_DEVICE] == "cpu" for r in runs)  # logical GPUs: computed on the CPU
-    # What the sweep needs to withdraw a stopped trial's autoscaling request (genlab.train.release_autoscaling_request).
+    # What the sweep needs to withdraw a stopped trial's autoscaling request (generative.release_autoscaling_request).
     assert all({train.TAG_TRAIN_RUN, train.TAG_TRAIN_CONTROLLER} <= set(r.data.tags) for r in runs)
 
 

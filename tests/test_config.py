@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from genlab import config
 from genlab.cli import main
 from genlab.config import SpecError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 RUN = {
     "name": "t",
@@ -85,10 +84,39 @@ def test_sweep_loads_with_run_file(tmp_path):
 
 
 def test_shipped_specs_are_valid():
-    specs = sorted((ROOT / "sweeps").rglob("*.yaml"))
+    specs = sorted(p for p in (ROOT / "sweeps").rglob("*.yaml") if p.parent.name != "ppo")
     assert specs, "sweeps/ holds no specs"
     for p in specs:
         assert config.load_any(p).name
+
+
+def test_shipped_ppo_settings_are_valid_and_named_by_specs():
+    from genlab.rl.hparams import PPOHparams
+
+    files = sorted((ROOT / "sweeps" / "ppo").glob("*.yaml"))
+    for p in files:
+        PPOHparams.model_validate(config.read_yaml(p))
+    pendulum = config.load_run(ROOT / "sweeps/gail/pendulum.yaml")
+    assert (pendulum.ppo.gamma, pendulum.ppo.minibatch_size, pendulum.ppo.lr_decay) == (0.9, 128, True)
+    assert config.load_expert(ROOT / "sweeps/gail/pendulum_expert.yaml").ppo == PPOHparams.model_validate(
+        config.read_yaml(ROOT / "sweeps/ppo/pendulum.yaml"))
+    # --set wins over the section, which wins over its base.
+    assert config.load_run(ROOT / "sweeps/gail/pendulum.yaml", ["ppo.gamma=0.95"]).ppo.gamma == 0.95
+
+
+def test_a_misspelt_ppo_key_is_refused_naming_it(tmp_path):
+    with pytest.raises(config.SpecError, match=r"ppo: unknown key 'lrr'; allowed: hiddens"):
+        config.load_run(ROOT / "sweeps/gail/pendulum.yaml", ["ppo.lrr=0.1"])
+    (tmp_path / "base.yaml").write_text("gama: 0.9\n")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({
+        "name": "x", "algorithm": "gail", "env": {"id": "Pendulum-v1"}, "demos": {"path": "d"},
+        "ppo": {"base": "base.yaml"}}))
+    with pytest.raises(config.SpecError, match=r"ppo.base: .*base.yaml: unknown key 'gama'"):
+        config.load_run(tmp_path / "run.yaml")
+    with pytest.raises(config.SpecError, match=r"ppo: bc is not trained with PPO"):
+        config.load_run(ROOT / "sweeps/gail/pendulum_bc.yaml", ["ppo.lr=0.1"])
+    with pytest.raises(config.SpecError, match=r"ppo: unknown key 'lrr'"):
+        config.load_expert(ROOT / "sweeps/gail/pendulum_expert.yaml", ["ppo.lrr=0.1"])
 
 
 # Each bad input, and the words its message must contain (the field and what is allowed).

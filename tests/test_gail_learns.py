@@ -7,21 +7,22 @@ tell the policy anything: only the discriminator's judgement of (s, a) can. Both
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from conftest import ROOT
 
-from genlab import config, rl
+from genlab import config
+from genlab.rl.demos import record_demos
+from genlab.runners import rl
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
 ENV = "Pendulum-v1"
 
 
 def test_gail_imitates_pendulum_and_an_untrained_discriminator_does_not(tmp_path, ray_local):
-    expert = rl.train_expert(ENV, tmp_path / "expert", target_return=-200, max_iterations=40, seed=0)
+    ppo = config.load_expert(ROOT / "sweeps/gail/pendulum_expert.yaml").ppo
+    expert = rl.train_expert(ENV, tmp_path / "expert", target_return=-200, max_iterations=40, ppo=ppo, seed=0)
     assert expert.greedy_return >= -200, expert
-    demos = rl.record_demos(expert.module_path, ENV, 10, tmp_path / "demos", seed=0)
+    demos = record_demos(expert.module_path, ENV, 10, tmp_path / "demos", seed=0)
 
     def run(*overrides: str) -> dict:
         spec = config.load_run(ROOT / "sweeps/gail/pendulum.yaml",

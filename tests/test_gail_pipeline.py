@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, genlab_run
 
 from genlab import tracking
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def genlab(tmp_path: Path, *args: str) -> str:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, "-m", "genlab", *args, "--num-cpus", "2"], cwd=tmp_path, env=env,
-                          text=True, capture_output=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return proc.stdout
+    return genlab_run(tmp_path, *args, "--num-cpus", "2").stdout
 
 
 def test_expert_then_gail_and_bc_on_cartpole(tmp_path):

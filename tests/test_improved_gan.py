@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
 from pydantic import ValidationError
 
+from algorithms.common.layers import GaussianNoise, WNConv2d, WNConvTranspose2d, WNLinear, data_dependent_init
 from algorithms.improved_gan import objective
 from algorithms.improved_gan.algorithm import ImprovedGAN
 from algorithms.improved_gan.config import ImprovedGANConfig
-from algorithms.improved_gan.nets import (
-    GaussianNoise,
-    MLPDiscriminator,
-    WNConv2d,
-    WNConvTranspose2d,
-    WNLinear,
-    data_dependent_init,
-)
+from algorithms.improved_gan.nets import MLPDiscriminator
 from genlab import config, data, registry
 from genlab.algorithm import DataInfo
 
-SPECS = Path(__file__).resolve().parents[1] / "sweeps" / "improved_gan"
+SPECS = ROOT / "sweeps" / "improved_gan"
 K = 10
 
 
@@ -142,6 +136,8 @@ def test_train_step_reports_the_registered_metrics(arch):
     assert algo.step == 1
     images = algo.sample(5)
     assert images.shape == (5, *info.shape) and images.abs().max() <= 1
+    grids = algo.images()
+    assert list(grids) == ["samples"] and grids["samples"].images.shape == (100, *info.shape)
 
 
 def _eval_set(info: DataInfo) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,8 +160,8 @@ def test_checkpoint_round_trip(arch):
     x, y = _eval_set(info)
     assert other.evaluate(x, y) == algo.evaluate(x, y)
     with torch.no_grad():
-        torch.testing.assert_close(other.ema(x), algo.ema(x), rtol=0, atol=0)
-        assert not torch.equal(algo.ema(x)[0], algo.nets["D"].eval()(x)[0])  # the EMA is not just D
+        torch.testing.assert_close(other.ema.average(x), algo.ema.average(x), rtol=0, atol=0)
+        assert not torch.equal(algo.ema.average(x)[0], algo.nets["D"].eval()(x)[0])  # the EMA is not just D
         algo.nets["D"].train()
     torch.manual_seed(5)
     samples = algo.sample(4)
@@ -181,7 +177,7 @@ def test_checkpoint_round_trip(arch):
 def test_ema_decay_zero_is_the_raw_discriminator():
     algo, info = _small("mlp", ema_decay=0.0)
     algo.train_step(_batch(info, 1))
-    for avg, p in zip(algo.ema.parameters(), algo.nets["D"].parameters()):
+    for avg, p in zip(algo.ema.average.parameters(), algo.nets["D"].parameters()):
         torch.testing.assert_close(avg, p, rtol=0, atol=0)
     result = algo.evaluate(*_eval_set(info))
     assert result["eval/test_error"] == result["eval/test_error_raw"]
@@ -241,7 +237,7 @@ def test_run_specs_are_valid(name):
 
 
 def _train_on_digits(spec: config.RunSpec) -> float:
-    """Train as genlab.train's worker loop does (same seeding), on one process; the test accuracy."""
+    """Train as the generative runner's worker loop does (same seeding), on one process; the test accuracy."""
     ds = data.load(spec.data)
     torch.manual_seed(spec.seed)
     algo = ImprovedGAN(spec.hparams_obj(), ds.info)

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 
-from genlab import config, jobs, train
+from genlab import config, jobs
 from genlab.cli import main
+from genlab.runners import generative as train
 
-ROOT = Path(__file__).resolve().parents[1]
 SWEEP = "sweeps/improved_gan/digits_sweep.yaml"
 
 

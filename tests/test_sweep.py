@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import genlab_start
 
 from genlab import tracking
 
@@ -36,13 +33,6 @@ SWEEP = {
 }
 
 
-def genlab(tmp_path: Path, *args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen([sys.executable, "-m", "genlab", *args], cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
-
-
 def finished_trials(uri: str) -> dict[str, object]:
     c = tracking.client(uri)
     exp = c.get_experiment_by_name("sweeps")
@@ -59,7 +49,7 @@ def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path
     args = ("sweep", str(spec), "--storage", str(tmp_path / "results"), "--num-cpus", "2")
 
     # 1. Start the sweep; press Ctrl-C once the first trial has finished.
-    proc = genlab(tmp_path, *args)
+    proc = genlab_start(tmp_path, *args)
     deadline = time.time() + 300
     while not finished_trials(uri) and time.time() < deadline and proc.poll() is None:
         time.sleep(2)
@@ -71,7 +61,7 @@ def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path
     assert "interrupted; finish it with" in out and "--resume" in out
 
     # 2. Resume: the remaining trials run, the finished ones are not redone.
-    proc = genlab(tmp_path, *args, "--resume")
+    proc = genlab_start(tmp_path, *args, "--resume")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert "Best trial:" in out and "hparams.lr" in out
@@ -92,13 +82,13 @@ def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path
     assert "best/eval/test_error" in parents[0].data.metrics
 
     # 4. `genlab runs` compares them: the swept params differ, final metrics shown.
-    proc = genlab(tmp_path, "runs", "sweeps")
+    proc = genlab_start(tmp_path, "runs", "sweeps")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     assert "hparams.lr" in out and "hparams.unlabeled_weight" in out and "eval/test_error" in out
     assert "hparams.d_hidden" not in out  # the same in every run: not a column
 
     # 5. Starting the same sweep again without --resume refuses instead of overwriting it.
-    proc = genlab(tmp_path, *args)
+    proc = genlab_start(tmp_path, *args)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "pass --resume to finish it" in out

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab import config, tracking, train
+from genlab import config, tracking
+from genlab.runners import generative as train
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,8 @@
 
 ``build_config(spec, workdir)`` is the RL algorithm contract of the registry: typed spec in, RLlib
 ``AlgorithmConfig`` out. BC reads the demonstrations through RLlib's offline data path (Ray Data),
-with the settings that keep it from deadlocking on a 2-CPU machine (RAY_NOTES §2d).
+with the settings that keep it from deadlocking on a 2-CPU machine (Ray Data's defaults ask for more
+CPUs than there are and wait forever).
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from algorithms.bc.config import BCHparams
-from genlab import rl
 from genlab.config import RunSpec
+from genlab.rl.demos import module_space_demos
+from genlab.rl.evaluation import env_spaces
 
 
 def build_config(spec: RunSpec, workdir: Path):
     from ray.rllib.algorithms.bc import BCConfig
 
     hp = BCHparams.model_validate(spec.hparams)
-    demos = rl.module_space_demos(spec.demos.path, spec.env.id, spec.demos.num_trajectories, Path(workdir))
-    obs_space, act_space = rl.env_spaces(spec.env.id)
+    demos = module_space_demos(spec.demos.path, spec.env.id, spec.demos.num_trajectories, Path(workdir))
+    obs_space, act_space = env_spaces(spec.env.id)
     return (
         BCConfig()
         # The env gives spaces (and genlab's evaluation rollouts); BC learns from the demonstrations only.

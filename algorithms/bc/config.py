@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+from pydantic import PositiveFloat, PositiveInt
+
+from genlab.hparams import Hparams
 
 
-class BCHparams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BCHparams(Hparams):
     lr: PositiveFloat = 1e-3
     """Adam learning rate of the policy."""
     train_batch_size: PositiveInt = 512

@@ -8,45 +8,37 @@ import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
-from ray.rllib.connectors.learner import GeneralAdvantageEstimation
+from ray.rllib.core import Columns
 from ray.rllib.utils.spaces.space_utils import normalize_action
 
-from algorithms.gail.discriminator import DISC_ID, Discriminator
-from algorithms.gail.reward import gail_reward
-from genlab.rl import ModuleRewardConnector
+from algorithms.gail import objective
+from algorithms.gail.config import DISC_ID
+from algorithms.gail.module import LOGITS, Discriminator
+from genlab.rl import connectors
+from genlab.rl.auxiliary import AuxBudget, AuxiliaryModules
+from genlab.rl.demos import load_demos
 
 
-class GAILLearner(PPOTorchLearner):
-    """PPO learner for GAIL (config: :class:`algorithms.gail.algorithm.GAILConfig`).
+class GAILLearner(AuxiliaryModules, PPOTorchLearner):
+    """PPO learner for GAIL (config: :class:`algorithms.gail.rllib.GAILConfig`).
 
-    - ``build()`` loads the expert pairs (:meth:`load_expert`, from ``config.demos_path``) and inserts a
-      :class:`ModuleRewardConnector` before GAE, so advantages use the reward ``gail_reward(logit D)``.
-    - D has its own Adam (``config.disc_lr``). Its loss is computed on every PPO minibatch (for the
-      metrics), but only the first ``config.disc_steps`` minibatches of each update train it, and none
-      when ``config.freeze_discriminator``: the others contribute a detached loss, so D's parameters get
-      no gradient and Adam skips them.
+    - ``build()`` loads the expert pairs (:meth:`load_expert`, from ``config.demos_path``) and installs the reward
+      piece before GAE, so advantages use ``gail_reward(logit D)`` in place of the env reward.
+    - D is an auxiliary module: its own Adam at ``disc_lr``, ``disc_steps`` steps per iteration on the first PPO
+      minibatches (none when ``freeze_discriminator``), each against ``disc_minibatch_size`` expert pairs.
     """
 
     def build(self) -> None:
         super().build()
-        self._disc_steps_taken = 0
         self.set_expert(*self.load_expert())
-        if not self.config.add_default_connectors_to_learner_pipeline:
-            raise ValueError(
-                "GAIL puts its reward piece before PPO's GeneralAdvantageEstimation, which is one of RLlib's "
-                "default learner connectors: keep add_default_connectors_to_learner_pipeline=True"
-            )
-        pipeline = self._learner_connector
-        pipeline.insert_before(
-            GeneralAdvantageEstimation, ModuleRewardConnector(module_id=DISC_ID, reward_fn=self._reward)
-        )
-        names = [type(c).__name__ for c in pipeline.connectors]
-        assert names[-2:] == [ModuleRewardConnector.__name__, GeneralAdvantageEstimation.__name__], names
+        connectors.install(self, connectors.ModuleReward(module_id=DISC_ID, reward_fn=self._reward, mode="replace"))
+
+    def aux_modules(self) -> dict[str, AuxBudget]:
+        c = self.config
+        return {DISC_ID: AuxBudget(lr=c.disc_lr, steps_per_iteration=0 if c.freeze_discriminator else c.disc_steps)}
 
     def load_expert(self) -> tuple[np.ndarray, np.ndarray]:
         """The expert's (obs, actions) from ``config.demos_path`` (its first ``num_trajectories`` episodes)."""
-        from genlab.rl import load_demos
-
         demos = load_demos(self.config.demos_path, self.config.env, num_trajectories=self.config.num_trajectories)
         return demos.obs, demos.actions
 
@@ -73,28 +65,29 @@ class GAILLearner(PPOTorchLearner):
         idx = torch.randint(len(self.expert_obs), (n,), device=self._device)
         return self.expert_obs[idx], self.expert_actions[idx]
 
-    def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
-        if module_id != DISC_ID:
-            return super().configure_optimizers_for_module(module_id, config)
-        params = self.get_parameters(self._module[module_id])
-        self.register_optimizer(
-            module_id=module_id,
-            optimizer=torch.optim.Adam(params),
-            params=params,
-            lr_or_lr_schedule=self.config.disc_lr,
-        )
+    def aux_loss(self, module_id: str, module: Discriminator, batch: dict[str, Any],
+                 fwd_out: dict[str, Any]) -> torch.Tensor:
+        """D's loss on this minibatch's policy pairs against ``disc_minibatch_size`` expert pairs (+ R1)."""
+        policy_logits = fwd_out[LOGITS][batch[Columns.LOSS_MASK]]
+        expert_obs, expert_actions = self.sample_expert(self.config.disc_minibatch_size)
+        expert_x = module.inputs(expert_obs, expert_actions)
+        penalty_weight = self.config.grad_penalty
+        if penalty_weight > 0:
+            expert_x.requires_grad_(True)
+        expert_logits = module.net(expert_x).squeeze(-1)
+        loss = objective.discriminator_loss(expert_logits, policy_logits)
+        stats = {
+            "expert_acc": (expert_logits > 0).float().mean(),
+            "policy_acc": (policy_logits < 0).float().mean(),
+            "expert_prob": torch.sigmoid(expert_logits).mean(),
+            "policy_prob": torch.sigmoid(policy_logits).mean(),
+        }
+        if penalty_weight > 0:
+            stats["grad_penalty"] = objective.r1_penalty(expert_logits, expert_x)
+            loss = loss + penalty_weight * stats["grad_penalty"]
+        stats["loss"] = loss
+        self.metrics.log_dict({k: v.detach() for k, v in stats.items()}, key=module_id, window=1)
+        return loss
 
-    def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
-        super().before_gradient_based_update(timesteps=timesteps)
-        self._disc_steps_taken = 0
-
-    def compute_losses(self, *, fwd_out: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
-        losses = super().compute_losses(fwd_out=fwd_out, batch=batch)
-        if self.config.freeze_discriminator or self._disc_steps_taken >= self.config.disc_steps:
-            losses[DISC_ID] = losses[DISC_ID].detach()
-        else:
-            self._disc_steps_taken += 1
-        return losses
-
-    def _reward(self, disc: Discriminator, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return gail_reward(disc.logits(obs, actions), self.config.reward_form)
+    def _reward(self, disc: Discriminator, columns: dict[str, torch.Tensor]) -> torch.Tensor:
+        return objective.gail_reward(disc.logits(columns[Columns.OBS], columns[Columns.ACTIONS]), self.config.reward)

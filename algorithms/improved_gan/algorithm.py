@@ -7,25 +7,18 @@ matching against D's features of the same real batch). The averaged D is the tes
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
+from algorithms.common.ema import EMA
+from algorithms.common.layers import data_dependent_init
+from algorithms.common.schedules import linear_decay, set_lr
 from algorithms.improved_gan import objective
-from algorithms.improved_gan.config import ImprovedGANConfig
-from algorithms.improved_gan.nets import (
-    ConvDiscriminator,
-    ConvGenerator,
-    MLPDiscriminator,
-    MLPGenerator,
-    data_dependent_init,
-)
+from algorithms.improved_gan.config import TRAIN_METRICS, ImprovedGANConfig
+from algorithms.improved_gan.nets import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 from genlab.algorithm import DataInfo, GenerativeAlgorithm
 
 EVAL_BATCH = 500
-TRAIN_METRICS = ("loss/disc", "loss/sup", "loss/unsup", "loss/gen",
-                 "disc/real_prob", "disc/fake_prob", "disc/train_accuracy")
 
 
 def build_nets(hp: ImprovedGANConfig, info: DataInfo) -> tuple[nn.Module, nn.Module]:
@@ -55,7 +48,7 @@ class ImprovedGAN(GenerativeAlgorithm):
             k: torch.optim.Adam(net.parameters(), lr=hparams.lr, betas=(hparams.beta1, 0.999))
             for k, net in self.nets.items()
         }
-        self.ema = copy.deepcopy(self.nets["D"]).eval().requires_grad_(False)
+        self.ema = EMA(self.nets["D"], hparams.ema_decay)
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.rand(n, self.hp.z_dim, device=self.device)
@@ -64,7 +57,7 @@ class ImprovedGAN(GenerativeAlgorithm):
         """Data-dependent init of the weight-normalised layers: G on noise, D on the real batch."""
         data_dependent_init(self.nets["G"], self._noise(len(batch["x"])))
         data_dependent_init(self.nets["D"], batch["x"])
-        self.ema.load_state_dict(self.nets["D"].state_dict())
+        self.ema.reset()
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         d, g = self.train_nets["D"], self.train_nets["G"]
@@ -81,7 +74,7 @@ class ImprovedGAN(GenerativeAlgorithm):
         self.optimizers["D"].zero_grad(set_to_none=True)
         loss_d.backward()
         self.optimizers["D"].step()
-        self._update_ema()
+        self.ema.update()
 
         _, features = d(torch.cat([x, g(self._noise(n))]))
         f_real, f_fake = features.split([n, n])
@@ -101,16 +94,11 @@ class ImprovedGAN(GenerativeAlgorithm):
         return dict(zip(TRAIN_METRICS, values))
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
-        for avg, p in zip(self.ema.parameters(), self.nets["D"].parameters()):
-            avg.lerp_(p, 1.0 - self.hp.ema_decay)
-
-    @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         d = self.nets["D"].eval()
         wrong_ema = wrong_raw = torch.zeros((), device=self.device)
         for xb, yb in zip(x.split(EVAL_BATCH), y.split(EVAL_BATCH)):
-            wrong_ema = wrong_ema + (self.ema(xb)[0].argmax(dim=1) != yb).sum()
+            wrong_ema = wrong_ema + (self.ema.average(xb)[0].argmax(dim=1) != yb).sum()
             wrong_raw = wrong_raw + (d(xb)[0].argmax(dim=1) != yb).sum()
         d.train()
         error, error_raw = (torch.stack([wrong_ema, wrong_raw]) / len(y)).tolist()
@@ -124,14 +112,8 @@ class ImprovedGAN(GenerativeAlgorithm):
         return images
 
     def end_epoch(self, epoch: int) -> None:
-        """Linear lr decay: after ``epoch`` finished epochs, lr * clip((start + length - epoch) / length, 0, 1)."""
-        if self.hp.lr_decay_epochs == 0:
-            return
-        remaining = self.hp.lr_decay_start + self.hp.lr_decay_epochs - epoch
-        lr = self.hp.lr * min(max(remaining / self.hp.lr_decay_epochs, 0.0), 1.0)
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = lr
+        """Linear lr decay over ``lr_decay_epochs`` from ``lr_decay_start`` (none when it is 0)."""
+        set_lr(self.optimizers, linear_decay(self.hp.lr, epoch, self.hp.lr_decay_start, self.hp.lr_decay_epochs))
 
     def extra_state(self) -> dict:
         return {"ema": self.ema.state_dict()}

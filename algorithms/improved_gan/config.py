@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -15,12 +13,20 @@ from pydantic import (
     model_validator,
 )
 
+from genlab.hparams import Hparams
+
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 """A float in [0, 1)."""
 
 
-class ImprovedGANConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+TRAIN_METRICS = ("loss/disc", "loss/sup", "loss/unsup", "loss/gen",
+                 "disc/real_prob", "disc/fake_prob", "disc/train_accuracy")
+EVAL_METRICS = ("eval/test_error", "eval/test_accuracy", "eval/test_error_raw")
+
+
+class ImprovedGANConfig(Hparams):
+    metrics: ClassVar[tuple[str, ...]] = EVAL_METRICS + TRAIN_METRICS
+    uses_labels: ClassVar[bool] = True
 
     arch: Literal["mlp", "conv"] = "mlp"
     """`mlp`: the paper's MNIST model (noise-regularised WN MLP D); `conv`: its CIFAR-10/SVHN conv nets."""
@@ -54,8 +60,6 @@ class ImprovedGANConfig(BaseModel):
     """Weight of L_unsupervised in D's loss (the paper's code halves it: 0.5); 0 = supervised-only baseline."""
     ema_decay: Fraction = 0.999
     """Decay of the exponential moving average of D's weights used at test time; 0 = the raw weights."""
-    gen_loss: Literal["feature_matching"] = "feature_matching"
-    """Generator objective: match the batch mean of D's last hidden features on real and generated data."""
     fm_distance: Literal["squared", "absolute"] = "squared"
     """Feature matching: mean squared (paper's MNIST code) or absolute (its CIFAR/SVHN code) difference."""
 

@@ -8,12 +8,17 @@ cluster: it is built from its typed hyperparameters and the dataset's shape, and
   :meth:`distribute` when there is more than one worker;
 - ``optimizers``: by name, checkpointed with the nets;
 - ``initialize(batch)``: optional data-dependent init (weight norm), run once before distribution;
-- ``train_step(batch) -> dict[str, float]``, ``evaluate(x, y) -> dict[str, float]``,
-  ``sample(n) -> images in [-1, 1]``;
+- ``train_step(batch) -> dict[str, float]``, ``evaluate(x, y) -> dict[str, float]``;
+- ``images() -> {name: ImageGrid}``: the pictures to log at each evaluation (default: a grid of
+  ``sample(100)`` named ``samples``; InfoGAN adds traversals, a VAE reconstructions);
 - ``extra_state()`` / ``load_extra_state()`` for anything else worth checkpointing (an EMA).
 
-A batch is a dict of tensors on the algorithm's device: ``x`` (unlabeled images, N x C x H x W in
-[-1, 1]) and, for semi-supervised runs, ``x_lab`` and ``y_lab``.
+What the platform must know *before* it builds the algorithm lives on the method's hyperparameter class
+(its ``config.py``, which imports pydantic only), as class variables of :class:`genlab.hparams.Hparams`:
+the metric names the method reports (``metrics``) and whether it trains on labels (``uses_labels``).
+
+A batch is a dict of tensors on the algorithm's device: ``x`` (images, N x C x H x W in [-1, 1]) and,
+for methods that use labels (semi-supervised), ``x_lab`` and ``y_lab``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,14 @@ class DataInfo:
     shape: tuple[int, int, int]  # C, H, W
     num_classes: int
     name: str = ""
+
+
+@dataclass(frozen=True)
+class ImageGrid:
+    """Images in [-1, 1] (N x C x H x W) laid out ``nrow`` to a row (default: a square)."""
+
+    images: torch.Tensor
+    nrow: int | None = None
 
 
 class GenerativeAlgorithm(ABC):
@@ -57,10 +70,16 @@ class GenerativeAlgorithm(ABC):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]: ...
 
     @abstractmethod
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]: ...
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Metrics on the held-out images ``x`` (labels ``y``, which only evaluation may use)."""
 
     @abstractmethod
-    def sample(self, n: int) -> torch.Tensor: ...
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` generated images in [-1, 1]."""
+
+    def images(self) -> dict[str, ImageGrid]:
+        """The pictures logged at each evaluation, by name (each goes to ``<name>/epoch_NNNN.png``)."""
+        return {"samples": ImageGrid(self.sample(100))}
 
     def end_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
         """Called after each epoch (learning-rate schedules)."""

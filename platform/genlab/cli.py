@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", nargs="?", default="genlab")
     r.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
     r.add_argument("--max-runs", type=int, default=50)
+    r.add_argument("--wide", action="store_true", help="every differing parameter and every metric, not cut to fit")
     return p
 
 
@@ -124,27 +125,28 @@ def _where_next(storage: Path, uri: str) -> None:
 
 
 def cmd_train(args) -> int:
+    from genlab.runners import storage as run_storage
+
     spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.RunSpec):
         raise SpecError(f"{args.spec} is not a run spec; run it with `genlab {_command_for(spec)} {args.spec}`")
     _check_resources(spec, args.num_cpus)
-    storage = _storage(args.storage, tracking.resolve_uri(spec.tracking.uri))
-    if (storage / spec.name).exists() and not args.resume:
-        raise SpecError(f"{storage / spec.name} already holds a run named {spec.name!r}: pass --resume to "
-                        "continue it from its last checkpoint, or choose a new name (--set name=...)")
+    uri = tracking.resolve_uri(spec.tracking.uri)
+    storage = _storage(args.storage, uri)
+    run_storage.check_can_start("run", storage, spec.name, args.resume)
     _start_ray(args.num_cpus)
-    result = registry.runner(spec.algorithm)(spec, storage_path=storage)
+    result = registry.runner(spec.algorithm)(spec, storage_path=storage, resume=args.resume)
     print("\nFinal metrics:")
-    for k, v in sorted(result.metrics.items()):
-        if k.startswith(("eval/", "loss/", "env/", "disc/")):
-            print(f"  {k:28s} {v:.4f}")
+    for k in registry.metrics(spec.algorithm):
+        if k in result.metrics:
+            print(f"  {k:28s} {result.metrics[k]:.4g}")
     print(f"  MLflow run id: {result.mlflow_run_id}")
-    _where_next(storage, tracking.resolve_uri(spec.tracking.uri))
+    _where_next(storage, uri)
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from genlab import sweep
+    from genlab.runners import sweep
 
     spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.SweepSpec):
@@ -153,21 +155,22 @@ def cmd_sweep(args) -> int:
     storage = _storage(args.storage, tracking.resolve_uri(spec.run.tracking.uri))
     sweep.check_can_start(spec, storage, args.resume)
     _start_ray(args.num_cpus)
-    results = sweep.run(spec, storage_path=storage, resume=args.resume)
-    if sweep.interrupted(results, spec):
+    summary = sweep.run(spec, storage_path=storage, resume=args.resume)
+    if summary.interrupted:
         print(f"\nSweep {spec.name} interrupted; finish it with:\n  genlab sweep {args.spec} "
               + " ".join(f"--set {o}" for o in args.overrides) + f" --storage {args.storage} --resume")
         return 130
-    print(f"\nSweep {spec.name}: {len(results)} trials, ranked by {spec.metric} ({spec.mode}):")
-    print(sweep.best_table(spec, results))
-    ok = [r for r in results if r.error is None and spec.metric in (r.metrics or {})]
-    if ok:
-        best = results.get_best_result(spec.metric, spec.mode, scope="all")
-        print(f"\nBest trial: {best.metrics.get('trial_id')}  {spec.metric}={sweep._best_value(spec, best):.4f}")
-        for k, v in sorted(sweep._sampled(best.config).items()):
+    print(f"\nSweep {spec.name}: {len(summary.trials)} trials, ranked by {spec.metric} ({spec.mode}):")
+    print(summary.table())
+    for t in summary.failed:
+        print(f"  trial {t.trial_id} failed: {t.error}")
+    best = summary.best
+    if best is not None:
+        print(f"\nBest trial: {best.trial_id}  {spec.metric}={best.best:.4g}")
+        for k, v in sorted(best.params.items()):
             print(f"  {k} = {v}")
-    _where_next(storage / spec.name, tracking.resolve_uri(spec.run.tracking.uri))
-    return 0 if ok else 1
+    _where_next(summary.sweep_dir, tracking.resolve_uri(spec.run.tracking.uri))
+    return 0 if best is not None else 1
 
 
 def _command_for(spec) -> str:
@@ -175,7 +178,7 @@ def _command_for(spec) -> str:
 
 
 def cmd_expert(args) -> int:
-    from genlab import rl
+    from genlab.runners import rl
 
     spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.ExpertSpec):
@@ -224,7 +227,8 @@ def cmd_validate(args) -> int:
 
 def cmd_runs(args) -> int:
     try:
-        print(tracking.runs_table(tracking.resolve_uri(args.tracking_uri), args.experiment, args.max_runs))
+        print(tracking.runs_table(tracking.resolve_uri(args.tracking_uri), args.experiment, args.max_runs,
+                                  wide=args.wide))
     except LookupError as e:
         raise SpecError(str(e)) from None
     return 0
@@ -238,7 +242,3 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,13 +28,12 @@ from pydantic import (
 )
 
 from genlab import registry
+from genlab.errors import SpecError
+from genlab.rl.hparams import PPOHparams
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-DATASETS = ("digits", "mnist", "svhn", "cifar10")
-
-
-class SpecError(ValueError):
-    """A spec that cannot run. The message lists every problem, one per line, each naming its field."""
+DATA_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "svhn": (3, 32, 32), "cifar10": (3, 32, 32)}
+"""Image shape (C, H, W) of each dataset, known before any file is read (genlab.data checks it on load)."""
 
 
 class Strict(BaseModel):
@@ -70,6 +69,12 @@ class BudgetSpec(Strict):
     """Evaluate (test error, sample grid) every this many epochs, and always after the last."""
     checkpoint_every: PositiveInt = 1
     """Checkpoint (models, optimizers, EMA, step) every this many epochs, and always after the last."""
+
+    def eval_due(self, epoch: int) -> bool:
+        return epoch % self.eval_every == 0 or epoch == self.epochs
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        return epoch % self.checkpoint_every == 0 or epoch == self.epochs
 
 
 class ResourcesSpec(Strict):
@@ -128,6 +133,8 @@ class RunSpec(Strict):
     """RL methods: the environment."""
     demos: DemoSpec | None = None
     """Imitation methods (GAIL, BC): the expert demonstrations."""
+    ppo: PPOHparams | None = None
+    """RL methods built on PPO (GAIL, VIME): the policy step's settings; `base: <file>` names shared ones."""
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     """For RL methods an epoch is one training iteration."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
@@ -159,13 +166,20 @@ class RunSpec(Strict):
     @model_validator(mode="after")
     def _sections_fit_the_kind(self) -> RunSpec:
         entry = registry.entry(self.algorithm)
+        problems = []
+        if self.ppo is not None and not entry.uses_ppo:
+            problems.append(f"ppo: {self.algorithm} is not trained with PPO; remove the ppo section")
+        elif self.ppo is None and entry.uses_ppo:
+            object.__setattr__(self, "ppo", PPOHparams())
         if entry.kind == "generative":
             if self.env is not None or self.demos is not None:
-                raise SpecError(f"env: {self.algorithm} trains on images (data:), not an environment; remove env/demos")
+                problems.append(f"env: {self.algorithm} trains on images (data:), not an environment; remove env/demos")
             if self.data is None:
                 object.__setattr__(self, "data", DataSpec())
+            if self.data.labels_per_class is not None and not registry.uses_labels(self.algorithm):
+                problems.append(f"data.labels_per_class: {self.algorithm} is unsupervised and uses no labels; "
+                                "remove labels_per_class")
         else:
-            problems = []
             if self.data is not None:
                 problems.append(f"data: {self.algorithm} is an RL method; it takes env: (and demos:), not data:")
             if self.env is None:
@@ -173,8 +187,10 @@ class RunSpec(Strict):
             if entry.needs_demos and self.demos is None:
                 problems.append(f"demos: {self.algorithm} imitates an expert; set demos: {{path: <folder written "
                                 "by genlab expert>}}")
-            if problems:
-                raise SpecError("\n".join(problems))
+        if not problems:
+            problems = self.hparams_obj().check_run(self)
+        if problems:
+            raise SpecError("\n".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -203,8 +219,8 @@ class ExpertSpec(Strict):
     """Training budget (PPO iterations) if the target is not reached."""
     num_trajectories: PositiveInt = 25
     """Expert trajectories to record (runs then use the first `demos.num_trajectories`)."""
-    ppo: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of genlab.rl.make_ppo_config's PPO settings (lr, gamma, train_batch_size, ...)."""
+    ppo: PPOHparams = Field(default_factory=PPOHparams)
+    """The expert's PPO settings; `base: <file>` names shared ones (sweeps/ppo/*.yaml)."""
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     seed: NonNegativeInt = 0
 
@@ -214,7 +230,7 @@ def is_expert(raw: dict) -> bool:
 
 
 def load_expert(path: str | Path, overrides: list[str] = ()) -> ExpertSpec:
-    return _validate(ExpertSpec, read_yaml(path), overrides, str(path))
+    return _validate(ExpertSpec, read_yaml(path), overrides, str(path), base_dir=Path(path).parent)
 
 
 # --------------------------------------------------------------------------------------- sweep spec
@@ -396,11 +412,41 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def _resolve_run_file(raw: dict, base_dir: Path) -> dict:
-    """A sweep's ``run:`` may name a run spec file (relative to the sweep file) instead of inlining it."""
+    """A sweep's ``run:`` may name a run spec file (relative to the sweep file) instead of inlining it; that file's
+    own ``ppo.base`` is then relative to it."""
     if isinstance(raw.get("run"), str):
         raw = dict(raw)
-        raw["run"] = read_yaml(base_dir / raw["run"])
+        run_file = base_dir / raw["run"]
+        raw["run"] = _resolve_ppo_base(read_yaml(run_file), run_file.parent, "run.ppo")
     return raw
+
+
+def _resolve_ppo_base(raw: dict, base_dir: Path, field: str = "ppo") -> dict:
+    """Merge ``ppo: {base: <file>, ...}``: the file's PPO settings (relative to ``base_dir``; it may name a base of
+    its own), overridden by the section's other keys. The resolved spec has no ``base``: only the values."""
+    section = raw.get("ppo")
+    if not (isinstance(section, dict) and "base" in section):
+        return raw
+    merged = _ppo_base_values(section, base_dir, field)
+    return {**raw, "ppo": merged}
+
+
+def _ppo_base_values(section: dict, base_dir: Path, field: str, depth: int = 0) -> dict:
+    rest = {k: v for k, v in section.items() if k != "base"}
+    if "base" not in section:
+        return rest
+    if depth > 8:
+        raise SpecError(f"{field}.base: the chain of base files is longer than 8; is it a loop?")
+    path = base_dir / str(section["base"])
+    if not path.is_file():
+        raise SpecError(f"{field}.base: no such file {path} (a base is relative to the file that names it; "
+                        "the shared PPO settings are in sweeps/ppo/)")
+    base = _ppo_base_values(read_yaml(path), path.parent, f"{field}.base", depth + 1)
+    unknown = sorted(set(base) - set(PPOHparams.model_fields))
+    if unknown:
+        raise SpecError(f"{field}.base: {path}: unknown key {unknown[0]!r}; allowed: "
+                        + ", ".join(PPOHparams.model_fields))
+    return {**base, **rest}
 
 
 def is_sweep(raw: dict) -> bool:
@@ -408,12 +454,12 @@ def is_sweep(raw: dict) -> bool:
 
 
 def load_run(path: str | Path, overrides: list[str] = ()) -> RunSpec:
-    return _validate(RunSpec, read_yaml(path), overrides, str(path))
+    return _validate(RunSpec, read_yaml(path), overrides, str(path), base_dir=Path(path).parent)
 
 
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
     raw = _resolve_run_file(read_yaml(path), Path(path).parent)
-    return _validate(SweepSpec, raw, overrides, str(path))
+    return _validate(SweepSpec, raw, overrides, str(path), base_dir=Path(path).parent)
 
 
 def load_any(path: str | Path, overrides: list[str] = ()) -> RunSpec | SweepSpec | ExpertSpec:
@@ -430,7 +476,7 @@ def run_from_dict(raw: dict, source: str = "run spec") -> RunSpec:
     return _validate(RunSpec, raw, (), source)
 
 
-def _validate(model: type[BaseModel], raw: dict, overrides, source: str):
+def _validate(model: type[BaseModel], raw: dict, overrides, source: str, base_dir: Path | None = None):
     raw = copy.deepcopy(raw)
     for item in overrides:
         key, value = parse_override(item)
@@ -439,6 +485,10 @@ def _validate(model: type[BaseModel], raw: dict, overrides, source: str):
         except KeyError as e:
             raise SpecError(f"{source}: --set {item}: {e.args[0]}") from None
     try:
+        if base_dir is not None:  # a file's ppo.base (a sweep's run file resolved its own already)
+            raw = _resolve_ppo_base(raw, base_dir)
+            if isinstance(raw.get("run"), dict):
+                raw["run"] = _resolve_ppo_base(raw["run"], base_dir, "run.ppo")
         return model.model_validate(raw)
     except ValidationError as e:
         lines = _format_errors(e, model=model)

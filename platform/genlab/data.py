@@ -23,12 +23,13 @@ import torch
 from torchvision import datasets
 
 from genlab.algorithm import DataInfo
-from genlab.config import DataSpec
+from genlab.config import DATA_SHAPES, DataSpec
+from genlab.errors import DataError
 
 NUM_CLASSES = 10
 
 
-class DatasetNotFound(FileNotFoundError):
+class DatasetNotFound(DataError, FileNotFoundError):
     """A dataset's files are not under its root and downloading is off."""
 
 
@@ -36,6 +37,10 @@ def default_root() -> Path:
     """Where datasets live unless ``data.root`` says otherwise: ``$GENLAB_DATA``, else ``~/.genlab/data``."""
     env = os.environ.get("GENLAB_DATA")
     return Path(env).expanduser() if env else Path.home() / ".genlab" / "data"
+
+
+def root(spec: DataSpec) -> Path:
+    return Path(spec.root).expanduser() if spec.root else default_root()
 
 
 @dataclass
@@ -55,23 +60,28 @@ def load(spec: DataSpec) -> ImageData:
     if spec.name == "digits":
         train_x, train_y, test_x, test_y = _digits(spec.seed)
     else:
-        root = Path(spec.root).expanduser() if spec.root else default_root()
-        train_x, train_y, test_x, test_y = _torchvision(spec.name, root, spec.download)
+        train_x, train_y, test_x, test_y = _torchvision(spec.name, root(spec), spec.download)
+    assert tuple(train_x.shape[1:]) == DATA_SHAPES[spec.name], (spec.name, train_x.shape)
     return ImageData(
         train_x=train_x,
         train_y=train_y,
         test_x=test_x,
         test_y=test_y,
         labeled_idx=_labeled_subset(train_y, spec.labels_per_class, spec.seed),
-        info=DataInfo(shape=tuple(train_x.shape[1:]), num_classes=NUM_CLASSES, name=spec.name),
+        info=info(spec),
     )
+
+
+def info(spec: DataSpec) -> DataInfo:
+    """What an algorithm may know of ``spec``'s data, without reading it."""
+    return DataInfo(shape=DATA_SHAPES[spec.name], num_classes=NUM_CLASSES, name=spec.name)
 
 
 def steps_per_epoch(data: ImageData, batch_size: int, world_size: int, steps: int | None = None) -> int:
     """How many batches :func:`batches` yields per epoch on each worker."""
     shard = len(data.train_x) // world_size
     if shard < batch_size:
-        raise ValueError(
+        raise DataError(
             f"data.batch_size: {batch_size} is more than the {shard} training images of each worker's "
             f"shard ({len(data.train_x)} images / {world_size} workers); lower data.batch_size"
         )
@@ -89,8 +99,10 @@ def batches(
     world_size: int = 1,
     steps: int | None = None,
     device: torch.device | str = "cpu",
+    labels: bool = True,
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """One epoch of this worker's batches: ``{"x", "x_lab", "y_lab"}``, each ``batch_size`` long.
+    """One epoch of this worker's batches: ``{"x", "x_lab", "y_lab"}`` (``{"x"}`` with ``labels=False``), each
+    ``batch_size`` long.
 
     ``x`` runs through this worker's shard of a permutation of the whole training set. The
     permutation depends on ``(seed, epoch)`` only, so all workers agree on it; shard ``rank`` is
@@ -107,19 +119,19 @@ def batches(
     perm = torch.randperm(n, generator=_generator(seed, epoch))
     shard = perm[: n - n % world_size][rank::world_size]
 
-    gen_lab = _generator(seed, epoch, rank)
-    n_lab = len(data.labeled_idx)
-    passes = math.ceil(n_steps * batch_size / n_lab)
-    lab = torch.cat([data.labeled_idx[torch.randperm(n_lab, generator=gen_lab)] for _ in range(passes)])
+    if labels:
+        gen_lab = _generator(seed, epoch, rank)
+        n_lab = len(data.labeled_idx)
+        passes = math.ceil(n_steps * batch_size / n_lab)
+        lab = torch.cat([data.labeled_idx[torch.randperm(n_lab, generator=gen_lab)] for _ in range(passes)])
 
     for i in range(n_steps):
         idx = shard[i * batch_size : (i + 1) * batch_size]
-        idx_lab = lab[i * batch_size : (i + 1) * batch_size]
-        yield {
-            "x": data.train_x[idx].to(device),
-            "x_lab": data.train_x[idx_lab].to(device),
-            "y_lab": data.train_y[idx_lab].to(device),
-        }
+        batch = {"x": data.train_x[idx].to(device)}
+        if labels:
+            idx_lab = lab[i * batch_size : (i + 1) * batch_size]
+            batch.update(x_lab=data.train_x[idx_lab].to(device), y_lab=data.train_y[idx_lab].to(device))
+        yield batch
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -143,7 +155,7 @@ def _labeled_subset(train_y: torch.Tensor, per_class: int | None, seed: int) -> 
     y = train_y.numpy()
     counts = np.bincount(y, minlength=NUM_CLASSES)
     if counts.min() < per_class:
-        raise ValueError(
+        raise DataError(
             f"data.labels_per_class: {per_class} is more than class {counts.argmin()} has "
             f"({counts.min()} training images); at most {counts.min()} is possible"
         )

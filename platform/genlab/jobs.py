@@ -18,13 +18,12 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab.config import SpecError
+from genlab.errors import SpecError
+from genlab.ray_compat import JOB_CONFIG_ENV
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 EXCLUDES = [".git", ".venv", ".whl", "results", "mlflow.db", "mlartifacts", "data", "*.pt", "**/__pycache__"]
 """Never uploaded with a job (Ray also honours the working dir's .gitignore)."""
-JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
-"""Set by Ray's job supervisor in a job's entrypoint: the job's config, runtime env included."""
 
 
 def code_dirs() -> list[Path]:
@@ -103,7 +102,7 @@ def submit(command: str, spec_file: str, overrides: list[str], *, address: str |
     if tracking_uri:
         env_vars["MLFLOW_TRACKING_URI"] = tracking_uri
     if "RAY_AUTH_MODE" not in os.environ and _token_available():
-        os.environ["RAY_AUTH_MODE"] = "token"  # the client sends the token only in token mode (RAY_NOTES §6)
+        os.environ["RAY_AUTH_MODE"] = "token"  # Ray's client sends the token only in token mode
 
     from ray.job_submission import JobSubmissionClient
 

@@ -4,13 +4,14 @@ The platform never imports an algorithm by hand: adding a method is one folder u
 ``algorithms/`` plus one line here. Nothing heavy is imported until a run asks for it.
 
 Each entry names
-- ``kind``: ``"generative"`` (trained as Ray Train workers by ``genlab.train``) or ``"rl"``
-  (an RLlib algorithm run by ``genlab.rl``);
-- ``hparams``: the pydantic class of its hyperparameters (imports no torch / Ray);
+- ``kind``: ``"generative"`` (trained as Ray Train workers by ``genlab.runners.generative``) or ``"rl"``
+  (an RLlib algorithm run by ``genlab.runners.rl``);
+- ``hparams``: the typed class of its hyperparameters (a ``genlab.hparams.Hparams``: imports no torch / Ray),
+  which also carries the metric names the method reports and whether it trains on labels;
 - ``impl``: generative: the algorithm class (a ``genlab.algorithm.GenerativeAlgorithm``); rl: a
   ``build_config(spec, workdir) -> ray.rllib AlgorithmConfig`` function;
-- ``metrics``: the metric names it reports, so a sweep's metric is checked before anything runs;
-- ``needs_demos``: an imitation method, whose run spec must name expert demonstrations.
+- ``needs_demos``: an imitation method, whose run spec must name expert demonstrations;
+- ``uses_ppo``: an RL method built on PPO, whose run spec may carry a ``ppo:`` section.
 """
 
 from __future__ import annotations
@@ -25,47 +26,21 @@ class Entry:
     kind: Literal["generative", "rl"]
     hparams: str
     impl: str
-    metrics: tuple[str, ...]
     needs_demos: bool = False
+    uses_ppo: bool = False
 
-
-RL_METRICS = ("eval/true_return", "eval/normalized_score", "env/episode_return_mean", "env/episode_len_mean",
-              "loss/policy_loss", "loss/vf_loss", "loss/entropy")
 
 ALGORITHMS: dict[str, Entry] = {
-    "improved_gan": Entry(
-        kind="generative",
-        hparams="algorithms.improved_gan.config:ImprovedGANConfig",
-        impl="algorithms.improved_gan.algorithm:ImprovedGAN",
-        metrics=(
-            "eval/test_error",
-            "eval/test_accuracy",
-            "eval/test_error_raw",
-            "loss/disc",
-            "loss/sup",
-            "loss/unsup",
-            "loss/gen",
-            "disc/real_prob",
-            "disc/fake_prob",
-            "disc/train_accuracy",
-        ),
-    ),
-    "gail": Entry(
-        kind="rl",
-        hparams="algorithms.gail.config:GAILHparams",
-        impl="algorithms.gail.algorithm:build_config",
-        metrics=RL_METRICS + ("disc/loss", "disc/expert_acc", "disc/policy_acc", "disc/expert_prob",
-                              "disc/policy_prob"),
-        needs_demos=True,
-    ),
-    "bc": Entry(
-        kind="rl",
-        hparams="algorithms.bc.config:BCHparams",
-        impl="algorithms.bc.algorithm:build_config",
-        metrics=("eval/true_return", "eval/normalized_score"),
-        needs_demos=True,
-    ),
+    "improved_gan": Entry("generative", "algorithms.improved_gan.config:ImprovedGANConfig",
+                          "algorithms.improved_gan.algorithm:ImprovedGAN"),
+    "gail": Entry("rl", "algorithms.gail.config:GAILHparams", "algorithms.gail.rllib:build_config",
+                  needs_demos=True, uses_ppo=True),
+    "bc": Entry("rl", "algorithms.bc.config:BCHparams", "algorithms.bc.algorithm:build_config", needs_demos=True),
 }
+
+RUNNERS = {"generative": "genlab.runners.generative:fit", "rl": "genlab.runners.rl:fit"}
+"""How each kind of algorithm is trained: fit(spec, *, storage_path, run_key=None, mlflow_tags=None, in_tune=False)
+returning an object with ``.metrics`` (the last report) and ``.mlflow_run_id``."""
 
 
 def names() -> list[str]:
@@ -85,11 +60,6 @@ def load(ref: str):
     return getattr(importlib.import_module(module), attr)
 
 
-RUNNERS = {"generative": "genlab.train:fit", "rl": "genlab.rl:fit"}
-"""How each kind of algorithm is trained: fit(spec, *, storage_path, run_key=None, mlflow_tags=None, in_tune=False)
-returning an object with ``.metrics`` (the last report) and ``.mlflow_run_id``."""
-
-
 def runner(name: str):
     """The fit function that trains algorithm ``name`` (Ray Train for generative methods, RLlib for RL)."""
     return load(RUNNERS[entry(name).kind])
@@ -104,4 +74,14 @@ def impl_class(name: str):
 
 
 def metrics(name: str) -> tuple[str, ...]:
-    return entry(name).metrics
+    """Every metric the method reports: its own, and for RL methods the runner's env and evaluation metrics."""
+    own = tuple(hparams_class(name).metrics)
+    if entry(name).kind == "rl":
+        from genlab.rl.metrics import RUNNER_METRICS
+
+        return RUNNER_METRICS + tuple(m for m in own if m not in RUNNER_METRICS)
+    return own
+
+
+def uses_labels(name: str) -> bool:
+    return bool(hparams_class(name).uses_labels)

@@ -15,13 +15,16 @@ The default store needs no server: ``sqlite:///<cwd>/mlflow.db`` with artifacts 
 
 from __future__ import annotations
 
-import io
+import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -126,7 +129,9 @@ def placement() -> dict[str, str]:
 
 
 def find_run(uri: str, exp_id: str, tag: str, value: str):
-    runs = client(uri).search_runs([exp_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1)
+    """The most recent run carrying this tag value, or None."""
+    runs = client(uri).search_runs([exp_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1,
+                                   order_by=["attributes.start_time DESC"])
     return runs[0] if runs else None
 
 
@@ -175,12 +180,35 @@ def close_run(uri: str, run_id: str, error: BaseException | str | None = None) -
     c.set_terminated(run_id, status="FAILED")
 
 
+@contextmanager
+def run_scope(uri: str, experiment: str, *, run_name: str, config: dict, tags: dict[str, str],
+              resume_tag: tuple[str, str] | None = None, close: bool = True) -> Iterator[RunLogger]:
+    """Open (or reopen, by ``resume_tag``) an MLflow run and yield its :class:`RunLogger`; close it on the way out.
+
+    The run ends FINISHED, or FAILED with the error (KILLED on Ctrl-C) when the body raises; a body that ends
+    normally may still set ``logger.end_error`` (e.g. a sweep whose trials all failed). ``close=False`` leaves the
+    run open for someone else to close (a Tune trial's run: the sweep's callback decides how the trial ended).
+    """
+    logger = RunLogger(uri, open_run(uri, experiment, run_name=run_name, config=config, tags=tags,
+                                     resume_tag=resume_tag))
+    try:
+        yield logger
+    except BaseException as e:
+        if close:
+            close_run(uri, logger.run_id, e)
+        raise
+    if close:
+        close_run(uri, logger.run_id, logger.end_error)
+
+
 class RunLogger:
     """What rank 0 of a training run logs into an open MLflow run: metrics, images, files."""
 
     def __init__(self, uri: str, run_id: str):
         self.uri, self.run_id = uri, run_id
         self.client = client(uri)
+        self.end_error: BaseException | str | None = None
+        """What :func:`run_scope` closes the run with when its body ends normally (None: FINISHED)."""
 
     def metrics(self, values: dict[str, float], step: int) -> None:
         import time
@@ -191,15 +219,17 @@ class RunLogger:
         batch = [Metric(k, float(v), now, step) for k, v in values.items() if _is_number(v)]
         self.client.log_batch(self.run_id, metrics=batch)
 
-    def image_grid(self, images, path: str, nrow: int | None = None) -> None:
-        """Log a grid of images in [-1, 1] (N x C x H x W) as a PNG artifact at ``path``."""
-        from torchvision.utils import save_image
+    def image_grid(self, name: str, images, epoch: int, nrow: int | None = None) -> None:
+        """Log images in [-1, 1] (N x C x H x W) as one grid: ``<name>/epoch_NNNN.png`` and ``<name>/latest.png``.
 
+        The grid is upscaled (nearest neighbour, whole pixels) to at least ``MIN_GRID_PIXELS`` a side, so that an
+        8x8 digit stays readable in the MLflow UI.
+        """
         with tempfile.TemporaryDirectory() as d:
-            f = Path(d) / Path(path).name
-            n = images.shape[0]
-            save_image(images.float().cpu() * 0.5 + 0.5, f, nrow=nrow or max(1, int(n**0.5)), padding=1)
-            self.client.log_artifact(self.run_id, str(f), str(Path(path).parent))
+            grid = grid_image(images, nrow)
+            for file in (f"epoch_{epoch:04d}.png", "latest.png"):
+                grid.save(Path(d) / file)
+                self.client.log_artifact(self.run_id, str(Path(d) / file), name)
 
     def learning_curves(self, history: list[dict[str, float]]) -> None:
         """Log ``plots/learning_curves.png`` (every metric against epoch) if there is any history."""
@@ -218,6 +248,37 @@ class RunLogger:
 
     def file(self, local: str | Path, artifact_dir: str) -> None:
         self.client.log_artifact(self.run_id, str(local), artifact_dir)
+
+    def dir(self, local: str | Path, artifact_dir: str) -> None:
+        """Log a folder's contents under ``artifact_dir``."""
+        self.client.log_artifacts(self.run_id, str(local), artifact_dir)
+
+
+def _short(value: str) -> str:
+    """A parameter's text with a long float cut to 4 significant digits (Optuna samples 0.0012345678901234)."""
+    try:
+        f = float(value)
+    except ValueError:
+        return value
+    return value if value.lstrip("-").isdigit() else f"{f:.4g}"
+
+
+MIN_GRID_PIXELS = 256
+
+
+def grid_image(images, nrow: int | None = None):
+    """A PIL image of ``images`` (in [-1, 1]) laid out ``nrow`` to a row, upscaled to >= MIN_GRID_PIXELS a side."""
+    import torch
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    n = images.shape[0]
+    grid = make_grid(images.detach().float().cpu().clamp(-1, 1) * 0.5 + 0.5, nrow=nrow or max(1, math.ceil(n**0.5)),
+                     padding=1, pad_value=1.0)
+    scale = max(1, math.ceil(MIN_GRID_PIXELS / min(grid.shape[1:])))
+    grid = grid.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
+    array = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
 
 
 def _is_number(v) -> bool:
@@ -248,8 +309,13 @@ def learning_curves(history: list[dict[str, float]]):
     return fig
 
 
-def runs_table(uri: str, experiment: str, max_runs: int = 50) -> str:
-    """A text table comparing the training runs of an experiment: params that differ, final metrics."""
+def runs_table(uri: str, experiment: str, max_runs: int = 50, *, wide: bool = False, width: int | None = None) -> str:
+    """A text table of an experiment's training runs that fits a terminal.
+
+    Rows: short run names (a trial's sweep prefix dropped), status, the sweep; columns: the parameters that differ
+    between the runs (``hparams.`` dropped), then the sweep's metric, then the other ``eval/*`` metrics, numbers to 4
+    significant digits. ``wide=True`` adds every differing parameter and every metric, and does not cut to ``width``.
+    """
     import pandas as pd
 
     c = client(uri)
@@ -257,24 +323,36 @@ def runs_table(uri: str, experiment: str, max_runs: int = 50) -> str:
     if exp is None:
         names = [e.name for e in c.search_experiments()]
         raise LookupError(f"no MLflow experiment {experiment!r} at {uri}; experiments there: "
-                         + (", ".join(names) or "none"))
+                          + (", ".join(names) or "none"))
     runs = c.search_runs([exp.experiment_id], max_results=max_runs, order_by=["attributes.start_time DESC"])
-    if not any(r.data.tags.get(TAG_KIND) != "sweep" for r in runs):
+    sweep_metric = {r.info.run_name: r.data.params.get("metric") for r in runs if r.data.tags.get(TAG_KIND) == "sweep"}
+    trials = [r for r in runs if r.data.tags.get(TAG_KIND) != "sweep"]  # a sweep's parent holds no training
+    if not trials:
         return f"experiment {experiment!r} has no training runs"
     rows = []
-    for r in runs:
-        if r.data.tags.get(TAG_KIND) == "sweep":
-            continue  # a sweep's parent run holds its spec, not a training run: its trials are listed
-        row = {"run": r.info.run_name, "status": r.info.status, "sweep": r.data.tags.get(TAG_SWEEP, "")}
-        row.update({f"p:{k}": v for k, v in r.data.params.items()})
-        row.update({k: round(v, 4) for k, v in r.data.metrics.items() if not k.startswith("perf/")})
+    for r in trials:
+        sweep = r.data.tags.get(TAG_SWEEP, "")
+        name = r.info.run_name.removeprefix(f"{sweep}-") if sweep else r.info.run_name
+        row = {"run": name, "status": r.info.status.lower(), "sweep": sweep}
+        row.update({f"p:{k}": _short(v) for k, v in r.data.params.items()})
+        row.update({f"m:{k}": v for k, v in r.data.metrics.items()})
         rows.append(row)
     df = pd.DataFrame(rows)
-    pcols = [c for c in df.columns if c.startswith("p:")]
-    differing = [c for c in pcols if df[c].astype(str).nunique(dropna=False) > 1]
-    mcols = [c for c in df.columns if "/" in c and not c.startswith("p:")]
-    df = df[["run", "status", "sweep", *differing, *sorted(mcols)]].rename(columns=lambda c: c.removeprefix("p:"))
-    buf = io.StringIO()
-    with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):
-        print(df.to_string(index=False), file=buf)
-    return buf.getvalue()
+    pcols = [c for c in df.columns if c.startswith("p:") and df[c].astype(str).nunique(dropna=False) > 1]
+    mcols = sorted(c for c in df.columns if c.startswith("m:"))
+    first = [f"m:{m}" for m in dict.fromkeys(v for v in sweep_metric.values() if v) if f"m:{m}" in df.columns]
+    if not wide:
+        pcols = [c for c in pcols if not c.startswith(("p:tracking.", "p:name"))]
+        mcols = [c for c in mcols if c.startswith("m:eval/")]
+    mcols = first + [c for c in mcols if c not in first]
+    cols = ["run", "status"] + (["sweep"] if df["sweep"].astype(bool).any() else []) + pcols + mcols
+    df = df[cols].rename(columns=lambda c: c.removeprefix("p:").removeprefix("m:").removeprefix("hparams."))
+    text = df.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")
+    if wide:
+        return text
+    width = width or shutil.get_terminal_size((120, 40)).columns
+    lines = text.splitlines()
+    if max(map(len, lines)) > width:
+        lines = [line[:width - 1] + "…" if len(line) > width else line for line in lines]
+        lines.append("(cut to the terminal's width; --wide shows every column)")
+    return "\n".join(lines)

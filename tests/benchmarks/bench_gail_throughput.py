@@ -1,59 +1,75 @@
 """Benchmark: env steps per second of GAIL against plain PPO in the same config, side by side in one run.
 
-Both are built by ``genlab.rl.make_ppo_config`` with the same env, envs, batch, minibatch, epochs and
-network; GAIL adds its discriminator (trained ``disc_steps`` minibatches per iteration) and the reward
-connector. Iterations alternate between the two so that machine noise hits both alike.
+Both are built by ``genlab.rl.ppo.make_ppo_config`` with the same env, envs, batch, minibatch, epochs and
+network; GAIL adds its discriminator (trained on ``disc_steps`` minibatches per iteration, and not even run on
+the others) and the reward piece. Iterations alternate between the two so that machine noise hits both alike.
+Goal: GAIL at >= 0.8x PPO's env steps/s. Without ``--demos`` it records demonstrations of a briefly trained PPO
+policy first (their quality does not matter for speed).
 
-    .venv/bin/python tests/benchmarks/bench_gail_throughput.py --demos results/experts/cartpole [--iterations 5]
+    .venv/bin/python tests/benchmarks/bench_gail_throughput.py [--demos results/experts/cartpole] [--iterations 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import genlab
-from genlab import rl
+from genlab.rl.hparams import PPOHparams
+from genlab.rl.ppo import make_ppo_config
+
+
+def quick_demos(env: str, out: Path) -> Path:
+    from genlab.rl.demos import record_demos
+    from genlab.runners.rl import train_expert
+
+    trained = train_expert(env, out / "expert", target_return=float("inf"), max_iterations=2, seed=0)
+    return record_demos(trained.module_path, env, 5, out / "demos", seed=0)
 
 
 def main() -> None:
     import ray
 
-    from algorithms.gail.algorithm import GAILConfig
     from algorithms.gail.config import GAILHparams
+    from algorithms.gail.rllib import GAILConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="CartPole-v1")
-    p.add_argument("--demos", required=True, help="folder written by genlab expert for --env")
+    p.add_argument("--demos", default=None, help="folder written by genlab expert for --env (default: record some)")
     p.add_argument("--iterations", type=int, default=5, help="timed iterations of each (after one warm-up)")
+    p.add_argument("--disc-steps", type=int, default=GAILHparams().disc_steps)
     args = p.parse_args()
 
-    hp = GAILHparams(train_batch_size=2000, minibatch_size=500, num_epochs=6, policy_hiddens=[64, 64])
-    ppo = hp.ppo_overrides()
+    ppo = PPOHparams(train_batch_size=2000, minibatch_size=500, num_epochs=6, hiddens=[64, 64])
+    hp = GAILHparams(disc_steps=args.disc_steps)
     ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": genlab.RAY_ENV_VARS})
     try:
-        algos = {
-            "PPO": rl.make_ppo_config(args.env, **ppo).build_algo(),
-            "GAIL": rl.make_ppo_config(args.env, config_cls=GAILConfig, **ppo).apply_hparams(hp)
-            .training(demos_path=args.demos).build_algo(),
-        }
-        steps = {k: 0 for k in algos}
-        seconds = {k: 0.0 for k in algos}
-        for algo in algos.values():  # warm-up
-            algo.train()
-        for _ in range(args.iterations):
-            for name, algo in algos.items():
-                t0 = time.perf_counter()
-                result = algo.train()
-                seconds[name] += time.perf_counter() - t0
-                steps[name] += result["env_runners"]["num_env_steps_sampled"]
-        for algo in algos.values():
-            algo.stop()
+        with tempfile.TemporaryDirectory() as tmp:
+            demos = args.demos or str(quick_demos(args.env, Path(tmp)))
+            algos = {
+                "PPO": make_ppo_config(args.env, ppo).build_algo(),
+                "GAIL": make_ppo_config(args.env, ppo, config_cls=GAILConfig)
+                .training(**hp.model_dump(), demos_path=demos).build_algo(),
+            }
+            steps = dict.fromkeys(algos, 0)
+            seconds = dict.fromkeys(algos, 0.0)
+            for algo in algos.values():  # warm-up
+                algo.train()
+            for _ in range(args.iterations):
+                for name, algo in algos.items():
+                    t0 = time.perf_counter()
+                    result = algo.train()
+                    seconds[name] += time.perf_counter() - t0
+                    steps[name] += result["env_runners"]["num_env_steps_sampled"]
+            for algo in algos.values():
+                algo.stop()
     finally:
         ray.shutdown()
     rate = {k: steps[k] / seconds[k] for k in algos}
-    print(f"\n{args.env}, batch {hp.train_batch_size}, minibatch {hp.minibatch_size}, {hp.num_epochs} epochs, "
-          f"{args.iterations} timed iterations each (alternating):")
+    print(f"\n{args.env}, batch {ppo.train_batch_size}, minibatch {ppo.minibatch_size}, {ppo.num_epochs} epochs, "
+          f"GAIL disc_steps {hp.disc_steps}, {args.iterations} timed iterations each (alternating):")
     for k in algos:
         print(f"  {k:5s} {rate[k]:8.0f} env steps/s")
     print(f"  ratio GAIL/PPO {rate['GAIL'] / rate['PPO']:.3f}")

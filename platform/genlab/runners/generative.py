@@ -1,17 +1,20 @@
 """Generative runs on Ray Train: a ``TorchTrainer`` drives the algorithm object on each worker.
 
-``fit(spec)`` opens the MLflow run, starts a ``TorchTrainer`` with the spec's workers (DDP when more
-than one, GPUs when asked for), and closes the MLflow run as FINISHED or FAILED. Each worker builds
-its data shard and the algorithm from the registry, loops ``train_step`` over an epoch, evaluates,
-reports metrics every epoch and a checkpoint (nets, optimizers, EMA, step, epoch, history) every
-``budget.checkpoint_every`` epochs. After a worker failure Ray Train restarts the group
-(``resources.max_failures`` times) and the loop resumes from the latest checkpoint; running the
-same run name again with ``resume=True`` does the same after an interrupted run.
+``fit(spec)`` opens the MLflow run, starts a ``TorchTrainer`` with the spec's workers (DDP when more than one,
+GPUs when asked for), and closes the MLflow run as FINISHED or FAILED. Each worker builds its data shard and
+the algorithm from the registry, loops ``train_step`` over an epoch, evaluates, reports metrics every epoch and
+a checkpoint (nets, optimizers, EMA, step, epoch, history) every ``budget.checkpoint_every`` epochs.
+
+Failures: a crashed worker restarts the group (``resources.max_failures`` times) and the loop resumes from the
+latest checkpoint; running the same run name again with ``resume=True`` does the same after an interrupted run.
+An error that a retry cannot fix (``genlab.errors.NotRetryable``: a bad spec, missing data, a loss that became
+NaN or infinite) fails the run at once.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import time
@@ -20,54 +23,27 @@ from pathlib import Path
 
 import torch
 
-from genlab import config, data, registry, tracking
+from genlab import config, data, ray_compat, registry, tracking
 from genlab.config import RunSpec
+from genlab.errors import NonFiniteLoss, not_retryable
 
 STATE_FILE = "state.pt"
 FAIL_ENV = "GENLAB_FAIL_AT_EPOCH"
 """Chaos hook: a worker raises once after reporting this epoch, to exercise recovery (tests, drills)."""
+NAN_ENV = "GENLAB_NAN_AT_STEP"
+"""Chaos hook: rank 0's losses read NaN at this training step, to exercise the non-finite check (tests)."""
 LOGICAL_GPUS_ENV = "GENLAB_LOGICAL_GPUS"
 """Set to 1 on clusters whose GPUs are Ray resources only (Ray's fake_multinode test clusters, e.g.
 cluster/local-autoscaling.yaml): trials reserve GPUs as usual but compute on the CPU (gloo backend)."""
-
 
 TAG_TRAIN_RUN = "genlab.train_run_id"
 TAG_TRAIN_CONTROLLER = "genlab.train_controller"  # the Ray Train controller actor of the run
 
 
-def _train_run_tags() -> dict[str, str]:
-    from ray.train.v2._internal.execution.context import get_train_context
-
-    ctx = get_train_context()
-    return {TAG_TRAIN_RUN: ctx.train_run_context.run_id, TAG_TRAIN_CONTROLLER: ctx.controller_actor._actor_id.hex()}
-
-
 def release_autoscaling_request(run_tags: dict[str, str], wait_s: float = 60.0) -> None:
-    """Withdraw what a Ray Train run asked the autoscaler for, once its controller is gone.
-
-    Ray 2.60's Train controller registers its workers' resources with the autoscaling coordinator (and
-    re-sends them every 20 s), and withdraws them when it shuts down. A trial that ASHA stops is killed,
-    its controller with it, so the request outlives it by up to 180 s: the autoscaler keeps (and may even
-    add) GPU nodes for a trial that no longer exists. This waits (up to ``wait_s``) until the controller
-    named in the run's MLflow tags is dead, so that no last re-send undoes it, then withdraws the request.
-    """
-    if TAG_TRAIN_RUN not in run_tags:
-        return  # not a Ray Train run (RL trials run RLlib in the trial itself)
-    from ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client import (
-        TrainAutoscalingCoordinatorClient,
-    )
-    from ray.util.state import get_actor
-
-    controller, deadline = run_tags.get(TAG_TRAIN_CONTROLLER), time.monotonic() + wait_s
-    while controller and time.monotonic() < deadline:
-        try:
-            state = get_actor(controller, timeout=10)
-        except Exception:  # the state API is unreachable: withdraw now rather than never
-            break
-        if state is None or state.state == "DEAD":
-            break
-        time.sleep(0.5)
-    TrainAutoscalingCoordinatorClient(f"train-{run_tags[TAG_TRAIN_RUN]}").cancel_resource_request()
+    """Withdraw the autoscaling request of the Ray Train run named in these MLflow tags (see ray_compat)."""
+    if TAG_TRAIN_RUN in run_tags:  # RL trials run RLlib in the trial itself: nothing to withdraw
+        ray_compat.release_autoscaling_request(run_tags[TAG_TRAIN_RUN], run_tags.get(TAG_TRAIN_CONTROLLER), wait_s)
 
 
 def logical_gpus() -> bool:
@@ -92,6 +68,14 @@ def _device(spec: RunSpec) -> torch.device:
         f"On a cluster whose GPUs are logical only (Ray's fake_multinode), set {LOGICAL_GPUS_ENV}=1.")
 
 
+def check_finite(metrics: dict[str, float], step: int) -> None:
+    """Raise :class:`NonFiniteLoss` naming the losses that are NaN or infinite at ``step``."""
+    bad = {k: v for k, v in metrics.items() if k.startswith("loss/") and not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLoss(f"non-finite loss at step {step}: " + ", ".join(f"{k}={v}" for k, v in bad.items())
+                            + "; the run diverged: lower the learning rate (hparams.lr) or check the data")
+
+
 def train_loop_per_worker(cfg: dict) -> None:
     """One Ray Train worker: build data + algorithm, resume if a checkpoint exists, train, report."""
     import ray.train
@@ -108,7 +92,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     torch.manual_seed(spec.seed)  # identical initial weights on every rank
     algo = registry.impl_class(spec.algorithm)(spec.hparams_obj(), ds.info, device)
     batch_args = dict(batch_size=spec.data.batch_size, seed=spec.seed, rank=rank, world_size=world,
-                      steps=spec.budget.steps_per_epoch, device=device)
+                      steps=spec.budget.steps_per_epoch, device=device, labels=registry.uses_labels(spec.algorithm))
 
     start_epoch, history, last_eval = 1, [], {}
     checkpoint = ray.train.get_checkpoint()
@@ -126,13 +110,21 @@ def train_loop_per_worker(cfg: dict) -> None:
 
     logger = tracking.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"]) if rank == 0 else None
     if logger is not None:  # where rank 0 ran, and which Ray Train run it belongs to
-        logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), **_train_run_tags()})
+        train_run, controller = ray_compat.train_run_ids()
+        logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), TAG_TRAIN_RUN: train_run,
+                     TAG_TRAIN_CONTROLLER: controller})
+    shown = [m for m in registry.metrics(spec.algorithm) if m.startswith(("eval/", "loss/"))][:6]
+    nan_at = cfg.get("nan_at_step") if rank == 0 else None
     b = spec.budget
     for epoch in range(start_epoch, b.epochs + 1):
         torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # reproducible from any epoch
         t0, n_images, sums, n_steps = time.perf_counter(), 0, defaultdict(float), 0
         for batch in data.batches(ds, epoch=epoch, **batch_args):
-            for k, v in algo.train_step(batch).items():
+            step_metrics = algo.train_step(batch)
+            if nan_at == algo.step:
+                step_metrics = {k: (float("nan") if k.startswith("loss/") else v) for k, v in step_metrics.items()}
+            check_finite(step_metrics, algo.step)
+            for k, v in step_metrics.items():
                 sums[k] += v
             n_steps += 1
             n_images += batch["x"].shape[0]
@@ -142,28 +134,29 @@ def train_loop_per_worker(cfg: dict) -> None:
         metrics.update({"epoch": epoch, "perf/images_per_s": n_images * world / dt, "perf/epoch_time_s": dt})
 
         is_last = epoch == b.epochs
-        if rank == 0 and (epoch % b.eval_every == 0 or is_last):
+        if rank == 0 and b.eval_due(epoch):
             last_eval = algo.evaluate(ds.test_x.to(device), ds.test_y.to(device))
-            logger.image_grid(algo.sample(100), f"samples/epoch_{epoch:04d}.png")
+            for name, grid in algo.images().items():
+                logger.image_grid(name, grid.images, epoch, grid.nrow)
         metrics.update(last_eval)  # every report carries the latest eval metrics (schedulers need them)
         history.append(metrics)
 
         if rank == 0:
             logger.metrics(metrics, step=epoch)
-            _say(rank, _progress(epoch, b.epochs, metrics))
-        if epoch % b.checkpoint_every == 0 or is_last:
-            _report_with_checkpoint(rank, metrics, {"algo": algo.state_dict(), "epoch": epoch,
-                                                    "history": history, "last_eval": last_eval},
-                                    final_to=logger if is_last else None)
+            _say(rank, f"epoch {epoch}/{b.epochs}  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics)
+                 + f"  {metrics['perf/images_per_s']:.0f} img/s")
+        if b.checkpoint_due(epoch):
+            state = {"algo": algo.state_dict(), "epoch": epoch, "history": history, "last_eval": last_eval}
+            _report_with_checkpoint(rank, metrics, state, final_to=logger if is_last else None, history=history)
         else:
             ray.train.report(metrics)
         _maybe_inject_failure(cfg, epoch)
 
-    if logger is not None:
-        logger.learning_curves(history)
 
-
-def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final_to) -> None:
+def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final_to, history: list[dict]) -> None:
+    """Report with a checkpoint. After the last epoch, rank 0 first logs the final checkpoint and the learning
+    curves to MLflow: inside a sweep, Tune may end the trial as soon as its last result arrives, so nothing after
+    this report is sure to run."""
     import ray.train
 
     if rank != 0:
@@ -173,6 +166,7 @@ def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final_to) -> 
         torch.save(state, Path(d) / STATE_FILE)
         if final_to is not None:
             final_to.file(Path(d) / STATE_FILE, "checkpoint")
+            final_to.learning_curves(history)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
@@ -181,12 +175,6 @@ def _maybe_inject_failure(cfg: dict, epoch: int) -> None:
     if cfg.get("fail_at_epoch") == epoch and marker and not Path(marker).exists():
         Path(marker).touch()
         raise RuntimeError(f"{FAIL_ENV}={epoch}: injected worker failure after epoch {epoch}")
-
-
-def _progress(epoch: int, total: int, m: dict) -> str:
-    keys = [k for k in m if k.startswith(("eval/", "loss/"))][:6]
-    shown = "  ".join(f"{k}={m[k]:.4g}" for k in keys)
-    return f"epoch {epoch}/{total}  {shown}  {m['perf/images_per_s']:.0f} img/s"
 
 
 def _say(rank: int, text: str) -> None:
@@ -198,61 +186,55 @@ def _say(rank: int, text: str) -> None:
 
 
 def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
-        mlflow_tags: dict[str, str] | None = None, in_tune: bool = False):
+        mlflow_tags: dict[str, str] | None = None, in_tune: bool = False, resume: bool = False):
     """Train ``spec`` on Ray Train and track it in MLflow; returns Ray Train's ``Result``.
 
     ``run_key`` names the run's storage folder (default: the spec's name); a run started again with
     the same key resumes from its latest checkpoint and keeps logging into the same MLflow run.
     """
     import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
     storage_path = Path(storage_path).resolve()
     run_key = run_key or spec.name
     uri = tracking.resolve_uri(spec.tracking.uri)
-    run_id = tracking.open_run(uri, spec.tracking.experiment, run_name=spec.name,
-                               config=spec.model_dump(mode="json"),
-                               tags={tracking.TAG_RUN_KEY: f"{storage_path}/{run_key}", tracking.TAG_KIND: "train",
-                                     **(mlflow_tags or {})},
-                               resume_tag=(tracking.TAG_RUN_KEY, f"{storage_path}/{run_key}"))
-    loop_cfg = {"spec": spec.model_dump(mode="json"), "mlflow_uri": uri, "mlflow_run_id": run_id}
-    if os.environ.get(FAIL_ENV):
-        loop_cfg["fail_at_epoch"] = int(os.environ[FAIL_ENV])
-        loop_cfg["fail_marker"] = str(storage_path / run_key / ".injected_failure")
-        (storage_path / run_key).mkdir(parents=True, exist_ok=True)
+    key = f"{storage_path}/{run_key}"
+    # In a sweep, Tune decides how a trial ends (finished, stopped early by ASHA, failed) and the sweep's callback
+    # closes the MLflow run; a stopped trial's workers die mid-fit and must not read as FAILED here.
+    with tracking.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
+                            tags={tracking.TAG_RUN_KEY: key, tracking.TAG_KIND: "train", **(mlflow_tags or {})},
+                            resume_tag=(tracking.TAG_RUN_KEY, key) if resume or in_tune else None,
+                            close=not in_tune) as run:
+        loop_cfg = {"spec": spec.model_dump(mode="json"), "mlflow_uri": uri, "mlflow_run_id": run.run_id}
+        if os.environ.get(FAIL_ENV):
+            loop_cfg["fail_at_epoch"] = int(os.environ[FAIL_ENV])
+            loop_cfg["fail_marker"] = str(storage_path / run_key / ".injected_failure")
+            (storage_path / run_key).mkdir(parents=True, exist_ok=True)
+        if os.environ.get(NAN_ENV):
+            loop_cfg["nan_at_step"] = int(os.environ[NAN_ENV])
 
-    r = spec.resources
-    callbacks = []
-    if in_tune:
-        from ray.tune.integration.ray_train import TuneReportCallback
+        r = spec.resources
+        callbacks = []
+        if in_tune:
+            from ray.tune.integration.ray_train import TuneReportCallback
 
-        callbacks.append(TuneReportCallback())
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_cfg,
-        torch_config=TorchConfig(backend="gloo") if logical_gpus() else None,  # nccl needs real GPUs
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0,
-            resources_per_worker={"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker}
-                                                                if r.gpus_per_worker else {})}),
-        run_config=ray.train.RunConfig(
-            name=run_key, storage_path=str(storage_path),
-            failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            callbacks=callbacks),
-    )
-    # In a sweep, Tune decides how a trial ends (finished, stopped early by ASHA, failed) and the
-    # sweep's callback closes the MLflow run; a stopped trial's workers die mid-fit and must not
-    # read as FAILED here.
-    close = (lambda error=None: None) if in_tune else (lambda error=None: tracking.close_run(uri, run_id, error))
-    try:
+            callbacks.append(TuneReportCallback())
+        trainer = ray_compat.torch_trainer_class(not_retryable)(
+            train_loop_per_worker,
+            train_loop_config=loop_cfg,
+            torch_config=TorchConfig(backend="gloo") if logical_gpus() else None,  # nccl needs real GPUs
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0,
+                resources_per_worker={"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker}
+                                                                    if r.gpus_per_worker else {})}),
+            run_config=ray.train.RunConfig(
+                name=run_key, storage_path=str(storage_path),
+                failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                callbacks=callbacks),
+        )
         result = trainer.fit()
-    except BaseException as e:
-        close(e)
-        raise
-    if result.error is not None:
-        close(result.error)
-        raise result.error
-    close()
-    result.mlflow_run_id = run_id
+        if result.error is not None:
+            raise result.error
+        result.mlflow_run_id = run.run_id
     return result

@@ -1,0 +1,25 @@
+"""The base of every method's typed hyperparameters. Imports pydantic only, so specs validate without torch."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Hparams(BaseModel):
+    """Unknown keys are errors; what the platform must know of a method before building it is a class variable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: ClassVar[tuple[str, ...]] = ()
+    """Every metric name the method reports. A sweep's metric is checked against these before Ray starts, and
+    the first ones present make the progress line."""
+    uses_labels: ClassVar[bool] = False
+    """Generative methods: whether training uses labels (batches then carry ``x_lab``/``y_lab`` and the spec
+    may set ``data.labels_per_class``). Unsupervised methods get no labeled split."""
+
+    def check_run(self, run) -> list[str]:
+        """Problems that involve the rest of the run spec (``run``: a ``genlab.config.RunSpec`` whose other sections
+        are already valid), one line each, starting with the field's path; none by default."""
+        return []

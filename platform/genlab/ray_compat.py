@@ -1,0 +1,164 @@
+"""Every use of a Ray internal, in one place, each behind a check against the pinned Ray.
+
+genlab pins one Ray version (constraints.txt). Where it needs something Ray does not offer publicly, it reaches
+into Ray's private modules here and nowhere else. Each function imports what it needs inside a guard: if a Ray
+upgrade moves or renames it, the call fails with :class:`RayInternalsChanged`, naming what moved and what genlab
+used it for, instead of an AttributeError deep in a run. ``check()`` exercises the imports and attributes that
+can be checked without a running cluster; tests/test_ray_compat.py runs it and the live paths.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+PINNED_RAY = "2.60.0"
+
+
+class RayInternalsChanged(RuntimeError):
+    """A Ray internal genlab relies on is not where the pinned Ray had it."""
+
+
+@contextmanager
+def _guard(what: str, used_for: str):
+    try:
+        yield
+    except (ImportError, AttributeError, TypeError) as e:
+        import ray
+
+        raise RayInternalsChanged(
+            f"Ray {ray.__version__}: {what} is not as in Ray {PINNED_RAY} ({type(e).__name__}: {e}); genlab uses it "
+            f"{used_for}. Install ray=={PINNED_RAY} (constraints.txt) or update genlab/ray_compat.py") from e
+
+
+# ------------------------------------------------------------------------------------------------ Ray Train
+
+
+def train_run_ids() -> tuple[str, str]:
+    """(Ray Train run id, controller actor id) of the Train run this worker belongs to.
+
+    Public Ray Train offers neither; genlab records them on the MLflow run so that the sweep can withdraw the
+    autoscaling request of a trial that Tune stopped (:func:`release_autoscaling_request`).
+    """
+    with _guard("ray.train.v2._internal.execution.context.get_train_context",
+                "to tag a run with its Ray Train run and controller"):
+        from ray.train.v2._internal.execution.context import get_train_context
+
+        ctx = get_train_context()
+        return ctx.train_run_context.run_id, ctx.controller_actor._actor_id.hex()
+
+
+def release_autoscaling_request(train_run_id: str, controller_actor_id: str | None, wait_s: float = 60.0) -> None:
+    """Withdraw what a Ray Train run asked the autoscaler for, once its controller is gone.
+
+    Ray 2.60's Train controller registers its workers' resources with the autoscaling coordinator (and re-sends
+    them every 20 s), and withdraws them only when it shuts down cleanly. A trial that ASHA stops is killed, its
+    controller with it, so the request outlives it by up to 180 s: the autoscaler keeps (and may even add) GPU
+    nodes for a trial that no longer exists. This waits (up to ``wait_s``) until the controller is dead, so that
+    no last re-send undoes it, then withdraws the request.
+    """
+    from ray.util.state import get_actor
+
+    deadline = time.monotonic() + wait_s
+    while controller_actor_id and time.monotonic() < deadline:
+        try:
+            state = get_actor(controller_actor_id, timeout=10)
+        except Exception:  # the state API is unreachable: withdraw now rather than never
+            break
+        if state is None or state.state == "DEAD":
+            break
+        time.sleep(0.5)
+    with _guard("ray.train.v2._internal...autoscaling_coordinator_client.TrainAutoscalingCoordinatorClient",
+                "to withdraw the autoscaling request of a stopped sweep trial"):
+        from ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client import (
+            TrainAutoscalingCoordinatorClient,
+        )
+
+        TrainAutoscalingCoordinatorClient(f"train-{train_run_id}").cancel_resource_request()
+
+
+def torch_trainer_class(is_not_retryable: Callable[[BaseException], bool]):
+    """A ``TorchTrainer`` subclass whose failure policy does not retry worker errors that retrying cannot fix.
+
+    Ray Train's default policy retries every worker-group failure up to ``FailureConfig.max_failures`` times: a
+    bad spec or missing data then fails again on every attempt, printing its traceback each time. This one raises
+    at once when every worker error satisfies ``is_not_retryable`` (genlab's ``NotRetryable`` errors), and
+    otherwise decides as Ray's default does (a crashed worker still restarts from the latest checkpoint).
+    """
+    with _guard("TorchTrainer._initialize_and_run_controller(failure_policy=...) / DefaultFailurePolicy",
+                "so that deterministic errors fail a run at once instead of being retried"):
+        from ray.train.torch import TorchTrainer
+        from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy, FailureDecision
+        from ray.train.v2.api.exceptions import WorkerGroupError
+
+        if not hasattr(TorchTrainer, "_initialize_and_run_controller"):
+            raise AttributeError("TorchTrainer has no _initialize_and_run_controller")
+
+    class NoRetryOnDeterministicErrors(DefaultFailurePolicy):
+        def make_decision(self, training_failed_error):
+            if isinstance(training_failed_error, WorkerGroupError) and training_failed_error.worker_failures and all(
+                    is_not_retryable(e) for e in training_failed_error.worker_failures.values()):
+                return FailureDecision.RAISE
+            return super().make_decision(training_failed_error)
+
+    class GenlabTorchTrainer(TorchTrainer):
+        def _initialize_and_run_controller(self, **kwargs):
+            kwargs["failure_policy"] = NoRetryOnDeterministicErrors(self.run_config.failure_config)
+            return super()._initialize_and_run_controller(**kwargs)
+
+    return GenlabTorchTrainer
+
+
+# ---------------------------------------------------------------------------------------------------- RLlib
+
+
+def learner_connector(learner) -> Any:
+    """The learner's connector pipeline (RLlib keeps it private; its own curiosity example edits it the same way)."""
+    with _guard("Learner._learner_connector", "to insert the reward piece before PPO's advantage estimation"):
+        return learner._learner_connector
+
+
+def local_learner(algo):
+    """The algorithm's local Learner object (one learner in the driver: ``num_learners=0``)."""
+    with _guard("LearnerGroup.foreach_learner on a local learner", "to reach the learner (tests, evaluation)"):
+        (result,) = algo.learner_group.foreach_learner(lambda learner: learner)
+        return result.get()
+
+
+def local_learner_module(algo, module_id: str):
+    """An RLModule of the algorithm's local learner: the policy of an offline algorithm (BC) has no env runner."""
+    with _guard("LearnerGroup.foreach_learner on a local learner", "to evaluate an offline algorithm's policy"):
+        (result,) = algo.learner_group.foreach_learner(lambda learner: learner.module[module_id])
+        return result.get()
+
+
+# ------------------------------------------------------------------------------------------------ Ray Jobs
+
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+"""Set by Ray's job supervisor in a job's entrypoint: the job's config, runtime env included (not a public API)."""
+
+
+def check() -> list[str]:
+    """The internals that can be checked without a running cluster; returns what was checked."""
+    checked = []
+    with _guard("ray.train.v2._internal.execution.context.get_train_context", "to tag runs"):
+        from ray.train.v2._internal.execution.context import get_train_context  # noqa: F401
+    checked.append("get_train_context")
+    with _guard("TrainAutoscalingCoordinatorClient.cancel_resource_request", "to release stopped trials' requests"):
+        from ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client import (
+            TrainAutoscalingCoordinatorClient,
+        )
+
+        TrainAutoscalingCoordinatorClient.cancel_resource_request  # noqa: B018
+    checked.append("TrainAutoscalingCoordinatorClient.cancel_resource_request")
+    torch_trainer_class(lambda e: False)
+    checked.append("TorchTrainer failure policy")
+    with _guard("Learner._learner_connector", "to insert reward pieces"):
+        from ray.rllib.core.learner.learner import Learner
+
+        if "_learner_connector" not in Learner.__init__.__code__.co_names:
+            raise AttributeError("Learner.__init__ no longer sets _learner_connector")
+    checked.append("Learner._learner_connector")
+    return checked

@@ -1,0 +1,72 @@
+"""Learner-only auxiliary modules (GAIL's discriminator, VIME's dynamics model) trained beside the policy.
+
+RLlib trains every module of a Learner's MultiRLModule on every minibatch of PPO's update loop. An auxiliary
+model wants less: its own optimizer and learning rate, and a fixed number of gradient steps per training
+iteration (GAIL: ``disc_steps``; VIME: the BNN's updates). :class:`AuxiliaryModules` is a Learner mixin that
+
+- registers an Adam optimizer at the module's own learning rate (``configure_optimizers_for_module``);
+- lets the module's loss be computed by the learner (``aux_loss``), so the module needs no reference to the
+  learner or the config;
+- drops the module from a minibatch once its per-iteration budget is spent, so that no forward pass, loss or
+  gradient is computed for it there: what keeps an auxiliary model from slowing PPO down.
+
+A learner lists its auxiliary modules in ``aux_modules()``: module id -> :class:`AuxBudget`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from ray.rllib.core.rl_module.rl_module import RLModule
+
+
+@dataclass(frozen=True)
+class AuxBudget:
+    lr: float
+    """Adam learning rate of the module."""
+    steps_per_iteration: int
+    """Gradient steps per training iteration (on the first minibatches of PPO's update); 0 = frozen."""
+
+
+class AuxiliaryModules:
+    """Mixin for a ``TorchLearner`` subclass (list it first: ``class MyLearner(AuxiliaryModules, PPOTorchLearner)``)."""
+
+    def aux_modules(self) -> dict[str, AuxBudget]:
+        raise NotImplementedError
+
+    def aux_loss(self, module_id: str, module: RLModule, batch: dict[str, Any],
+                 fwd_out: dict[str, Any]) -> torch.Tensor:
+        """The auxiliary module's loss on its part of this minibatch (log its metrics on ``self.metrics``)."""
+        raise NotImplementedError
+
+    # --- RLlib hooks -----------------------------------------------------------------------------
+    def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
+        budgets = self.aux_modules()
+        if module_id not in budgets:
+            return super().configure_optimizers_for_module(module_id, config)
+        params = self.get_parameters(self._module[module_id])
+        self.register_optimizer(module_id=module_id, optimizer=torch.optim.Adam(params), params=params,
+                                lr_or_lr_schedule=budgets[module_id].lr)
+
+    def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        super().before_gradient_based_update(timesteps=timesteps)
+        self.aux_steps_taken = dict.fromkeys(self.aux_modules(), 0)
+
+    def _update(self, batch: dict[str, Any]):
+        spent = [mid for mid, b in self.aux_modules().items()
+                 if mid in batch and self.aux_steps_taken.get(mid, 0) >= b.steps_per_iteration]
+        if spent:
+            batch = {mid: v for mid, v in batch.items() if mid not in spent}
+        for mid in self.aux_modules():
+            if mid in batch:
+                self.aux_steps_taken[mid] = self.aux_steps_taken.get(mid, 0) + 1
+        return super()._update(batch)
+
+    def compute_losses(self, *, fwd_out: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+        aux = {mid: fwd_out.pop(mid) for mid in self.aux_modules() if mid in fwd_out}
+        losses = super().compute_losses(fwd_out=fwd_out, batch=batch)
+        for mid, out in aux.items():
+            losses[mid] = self.aux_loss(mid, self.module[mid].unwrapped(), batch[mid], out)
+        return losses

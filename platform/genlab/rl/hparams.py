@@ -1,0 +1,63 @@
+"""Typed PPO hyperparameters, shared by every method built on PPO (GAIL, VIME) and by `genlab expert`.
+
+Imports pydantic only. A run or expert spec carries them as its ``ppo:`` section; per-environment settings live as
+data in ``sweeps/ppo/*.yaml``, which a spec names with ``ppo: {base: ../ppo/<file>.yaml}`` instead of copying them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
+"""A float in (0, 1]."""
+
+PPO_METRICS = ("loss/policy_loss", "loss/vf_loss", "loss/entropy")
+"""What the policy's PPO learner reports (``genlab.rl.metrics.from_result``)."""
+
+
+class PPOHparams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hiddens: list[PositiveInt] = [64, 64]
+    """Hidden layer widths of the policy and value MLPs."""
+    activation: Literal["tanh", "relu", "silu"] = "tanh"
+    """Hidden activation of both MLPs."""
+    vf_share_layers: bool = False
+    """Share the hidden layers between policy and value function."""
+    lr: PositiveFloat = 3e-4
+    """Adam learning rate of the policy and value networks."""
+    lr_decay: bool = False
+    """Decay lr linearly to 0 over the run's budget (budget.epochs iterations of train_batch_size steps)."""
+    gamma: Fraction = 0.99
+    """Discount factor."""
+    lambda_: Fraction = 0.95
+    """GAE λ."""
+    train_batch_size: PositiveInt = 4000
+    """Environment steps per training iteration."""
+    minibatch_size: PositiveInt = 500
+    """PPO minibatch size."""
+    num_epochs: PositiveInt = 6
+    """PPO passes over each iteration's batch."""
+    entropy_coeff: NonNegativeFloat = 0.0
+    """Entropy bonus weight (GAIL's causal-entropy weight λ)."""
+    clip_param: PositiveFloat = 0.2
+    """PPO policy-ratio clip."""
+    vf_clip_param: PositiveFloat | None = None
+    """Clip of the squared value error; None = no clip. RLlib's default 10 zeroes the value gradient wherever the
+    error exceeds ~3.2, which stalls the critic on returns of hundreds (Pendulum, MuJoCo), hence off by default."""
+    vf_loss_coeff: NonNegativeFloat = 1.0
+    """Weight of the value loss."""
+    use_kl_loss: bool = False
+    """Add RLlib's adaptive KL penalty on top of the clipped objective."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PPOHparams:
+        if self.minibatch_size > self.train_batch_size:
+            raise ValueError(f"minibatch_size: {self.minibatch_size} is larger than train_batch_size "
+                             f"{self.train_batch_size}; lower it or raise train_batch_size")
+        return self
+
+    def minibatches_per_iteration(self) -> int:
+        return self.num_epochs * (self.train_batch_size // self.minibatch_size)

@@ -1,0 +1,200 @@
+"""RL runs: an RLlib algorithm iteration by iteration with true-return evaluation, and PPO experts.
+
+``fit(spec)`` builds the method's RLlib config through the registry (``build_config(spec, workdir)``), trains
+``budget.epochs`` iterations, rolls the greedy policy out on the real env every ``budget.eval_every``
+(``eval/true_return``; with demonstrations also ``eval/normalized_score``: random = 0, expert = 1), checkpoints
+and logs to MLflow. ``expert(spec)`` trains PPO to a target return and records demonstrations (``genlab expert``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
+from ray.rllib.core.rl_module.rl_module import RLModule
+
+from genlab import ray_compat, registry, tracking
+from genlab.errors import NonFiniteLoss
+from genlab.rl import metrics as rl_metrics
+from genlab.rl.demos import META_FILE, read_meta, record_demos
+from genlab.rl.evaluation import EVAL_EPISODES, normalized_score, rollout
+from genlab.rl.hparams import PPOHparams
+from genlab.rl.ppo import make_ppo_config
+
+MODULE_SUBDIR = Path(COMPONENT_LEARNER_GROUP, COMPONENT_LEARNER, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID)
+"""Where ``algo.save_to_path(dir)`` puts the policy RLModule inside an algorithm checkpoint."""
+STATE_FILE = "genlab_state.json"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``fit`` returns (the same attributes as the Ray Train ``Result`` of the generative runner)."""
+
+    metrics: dict[str, float]
+    """The last iteration's metrics."""
+    history: list[dict[str, float]]
+    mlflow_run_id: str
+
+
+def _policy_module(algo) -> RLModule:
+    """The policy to evaluate: the env runner's, or for offline algorithms (BC, no env runner) the learner's."""
+    if algo.env_runner_group is not None and algo.env_runner is not None:
+        return algo.get_module()
+    return ray_compat.local_learner_module(algo, DEFAULT_MODULE_ID)
+
+
+def _check_finite(m: dict[str, float], iteration: int) -> None:
+    bad = {k: v for k, v in m.items() if k.startswith("loss/") and not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLoss(f"non-finite loss at iteration {iteration}: "
+                            + ", ".join(f"{k}={v}" for k, v in bad.items())
+                            + "; the run diverged: lower the learning rate (ppo.lr) or check the env's rewards")
+
+
+def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_tags: dict | None = None,
+        in_tune: bool = False, resume: bool = False) -> RunResult:
+    """Train an RL spec (GAIL, BC, ...) iteration by iteration, evaluating the true return; MLflow-tracked."""
+    storage = Path(storage_path).resolve()
+    workdir = storage / (run_key or spec.name)
+    uri = tracking.resolve_uri(spec.tracking.uri)
+    meta = read_meta(spec.demos.path, spec.env.id) if spec.demos else {}
+    shown = [m for m in registry.metrics(spec.algorithm) if m.startswith(("env/", "eval/"))][:3]
+    shown += [m for m in registry.hparams_class(spec.algorithm).metrics if not m.startswith("loss/")][:1]
+    with tracking.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
+                            tags={tracking.TAG_RUN_KEY: str(workdir), tracking.TAG_KIND: "rl", **(mlflow_tags or {})},
+                            resume_tag=(tracking.TAG_RUN_KEY, str(workdir)) if resume or in_tune else None,
+                            close=not in_tune) as run:
+        run.tags(tracking.placement())  # the RLlib algorithm (learner + local env runner) runs in this process
+        algo = registry.impl_class(spec.algorithm)(spec, workdir).build_algo()
+        ckpt = workdir / "checkpoint"
+        history: list[dict] = []
+        start = 1
+        if (ckpt / STATE_FILE).exists():
+            algo.restore_from_path(str(ckpt))
+            state = json.loads((ckpt / STATE_FILE).read_text())
+            start, history = state["iteration"] + 1, state["history"]
+        b = spec.budget
+        try:
+            last_eval: dict[str, float] = {}
+            for it in range(start, b.epochs + 1):
+                t0 = time.perf_counter()
+                m = rl_metrics.from_result(algo.train())
+                _check_finite(m, it)
+                m.update({"epoch": it, "perf/iteration_s": time.perf_counter() - t0})
+                if b.eval_due(it):
+                    returns = rollout(_policy_module(algo), spec.env.id, EVAL_EPISODES, seed=spec.seed + 10_000)
+                    last_eval = {"eval/true_return": float(np.mean(returns))}
+                    if "expert_return" in meta:
+                        last_eval["eval/normalized_score"] = normalized_score(
+                            last_eval["eval/true_return"], meta["random_return"], meta["expert_return"])
+                m.update(last_eval)
+                history.append(m)
+                run.metrics(m, step=it)
+                print(f"[genlab] iteration {it}/{b.epochs}  "
+                      + "  ".join(f"{k}={m[k]:.4g}" for k in shown if k in m), flush=True)
+                if b.checkpoint_due(it):
+                    algo.save_to_path(str(ckpt))
+                    (ckpt / STATE_FILE).write_text(json.dumps({"iteration": it, "history": history}))
+                if it == b.epochs:  # before the last report: in a sweep, Tune may end the trial right after it
+                    run.learning_curves(history)
+                    run.dir(ckpt / MODULE_SUBDIR, "checkpoint/policy")
+                if in_tune:
+                    from ray import tune
+
+                    tune.report(m)
+        finally:
+            algo.stop()
+    return RunResult(metrics=history[-1] if history else {}, history=history, mlflow_run_id=run.run_id)
+
+
+# -------------------------------------------------------------------------------------------------- experts
+
+
+@dataclass(frozen=True)
+class ExpertResult:
+    """What ``train_expert`` produced."""
+
+    checkpoint_dir: Path
+    """Algorithm checkpoint (``Algorithm.from_checkpoint`` restores it)."""
+    module_path: Path
+    """The policy RLModule inside it (``RLModule.from_checkpoint``; input of ``record_demos``)."""
+    greedy_return: float
+    """Mean greedy return of the last evaluation."""
+    iterations: int
+    env_steps: int
+    wall_s: float
+
+
+def train_expert(env_id: str, checkpoint_dir: str | Path, *, target_return: float, max_iterations: int,
+                 ppo: PPOHparams | None = None, num_envs: int = 16, seed: int = 0, eval_every: int = 2,
+                 eval_episodes: int = 10,
+                 on_iteration: Callable[[int, dict[str, float]], None] | None = None) -> ExpertResult:
+    """Train PPO on ``env_id`` until the greedy return reaches ``target_return`` or ``max_iterations``.
+
+    Every ``eval_every`` iterations (and at the last) the current policy plays ``eval_episodes`` greedy episodes
+    (``rollout``, new seeds each time). ``on_iteration(it, metrics)`` gets ``train/return_mean`` (RLlib's mean
+    return of the stochastic policy), ``perf/env_steps``, ``perf/time_s`` and, when it was evaluated,
+    ``eval/return_mean``. Ray must be initialised by the caller. The algorithm is saved to ``checkpoint_dir`` at
+    the end, whether or not the target was reached.
+    """
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, EPISODE_RETURN_MEAN, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    algo = make_ppo_config(env_id, ppo, num_envs=num_envs, seed=seed, iterations=max_iterations).build_algo()
+    start, greedy, it, steps = time.perf_counter(), float("-inf"), 0, 0
+    try:
+        for it in range(1, max_iterations + 1):
+            result = algo.train()
+            steps = int(result[NUM_ENV_STEPS_SAMPLED_LIFETIME])
+            metrics = {
+                "train/return_mean": float(result[ENV_RUNNER_RESULTS].get(EPISODE_RETURN_MEAN, float("nan"))),
+                "perf/env_steps": float(steps),
+                "perf/time_s": time.perf_counter() - start,
+            }
+            if it % eval_every == 0 or it == max_iterations:
+                eval_seed = seed + 1_000_000 + it * eval_episodes
+                greedy = float(np.mean(rollout(algo.get_module(), env_id, eval_episodes, seed=eval_seed)))
+                metrics["eval/return_mean"] = greedy
+            if on_iteration is not None:
+                on_iteration(it, metrics)
+            if greedy >= target_return:
+                break
+        path = Path(algo.save_to_path(Path(checkpoint_dir).resolve()))
+    finally:
+        algo.stop()
+    return ExpertResult(path, path / MODULE_SUBDIR, greedy, it, steps, time.perf_counter() - start)
+
+
+def expert(spec, out_dir: Path) -> Path:
+    """`genlab expert`: train PPO to the target return, record demonstrations, track it all in MLflow."""
+    uri = tracking.resolve_uri(spec.tracking.uri)
+    with tracking.run_scope(uri, spec.tracking.experiment, run_name=f"expert-{spec.name}",
+                            config=spec.model_dump(mode="json"), tags={tracking.TAG_KIND: "expert"}) as run:
+        history: list[dict] = []
+
+        def on_iteration(it: int, metrics: dict) -> None:
+            m = {"epoch": it, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+            history.append(m)
+            run.metrics(m, step=it)
+            print(f"[genlab] expert iteration {it}/{spec.max_iterations}  "
+                  + "  ".join(f"{k}={v:.4g}" for k, v in m.items() if k != "epoch"), flush=True)
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        trained = train_expert(spec.env.id, out_dir / "expert_checkpoint", target_return=spec.target_return,
+                               max_iterations=spec.max_iterations, ppo=spec.ppo, num_envs=spec.env.num_envs,
+                               seed=spec.seed, on_iteration=on_iteration)
+        if trained.greedy_return < spec.target_return:
+            print(f"[genlab] expert reached {trained.greedy_return:.1f} < target {spec.target_return} within "
+                  f"{spec.max_iterations} iterations; recording it anyway (its return is in meta.json)")
+        path = record_demos(trained.module_path, spec.env.id, spec.num_trajectories, out_dir, seed=spec.seed)
+        meta = json.loads((path / META_FILE).read_text())
+        run.metrics({"eval/expert_return": meta["expert_return"], "eval/random_return": meta["random_return"]},
+                    step=len(history))
+        run.file(path / META_FILE, "demos")
+        run.learning_curves(history)
+    return path

@@ -1,0 +1,277 @@
+"""Sweeps: Ray Tune + OptunaSearch (TPE) + ASHA over a run spec, resumable, one MLflow parent run.
+
+Each trial is a small driver function that applies its sampled values to the base run spec, validates it, and
+calls its kind's runner through the registry (generative: a ``TorchTrainer`` whose rank-0 metrics reach Tune
+through ``TuneReportCallback``; RL: the RLlib algorithm in the trial itself). A generative trial's driver holds
+no CPU (Ray Train's workers hold the trial's real resources), so on 2 CPUs two 1-worker trials run side by side
+without deadlock.
+
+Layout: ``<storage>/<sweep name>/`` is Tune's experiment folder (``Tuner.restore`` reads it); the runs of the
+trials live in ``<storage>/<sweep name>/train/<trial id>/`` with their checkpoints, so a resumed trial continues
+from its last checkpoint. ``run`` returns a :class:`SweepSummary` (ranking, best trial, whether it was
+interrupted) that the CLI prints and the parent MLflow run records.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genlab import config, registry, tracking
+from genlab.config import SweepSpec
+from genlab.runners import generative, storage
+
+TAG_SWEEP_DIR = "genlab.sweep_dir"
+TRIAL_DRIVER_MEMORY = 64 * 1024**2
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    trial_id: str
+    status: str
+    """"OK", "ERROR" (with ``error``) or "STOPPED" (by ASHA before the last epoch)."""
+    epochs: int
+    best: float
+    """The trial's best value of the sweep's metric over its epochs (NaN when it reported none)."""
+    params: dict
+    """The sampled values, by dotted path."""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    name: str
+    metric: str
+    mode: str
+    sweep_dir: Path
+    mlflow_run_id: str
+    trials: list[TrialRow] = field(default_factory=list)
+    """Ranked, best first; trials without the metric last."""
+    interrupted: bool = False
+    """Ctrl-C stopped it with trials unfinished: ``--resume`` finishes it."""
+
+    @property
+    def best(self) -> TrialRow | None:
+        ok = [t for t in self.trials if t.status != "ERROR" and t.best == t.best]
+        return ok[0] if ok else None
+
+    @property
+    def failed(self) -> list[TrialRow]:
+        return [t for t in self.trials if t.status == "ERROR"]
+
+    def table(self, top: int = 10) -> str:
+        """The ranked trials as text: id, status, epochs, sampled values and best metric to 4 significant digits."""
+        import pandas as pd
+
+        rows = [{"trial": t.trial_id, "status": t.status, "epochs": t.epochs,
+                 **{k.removeprefix("hparams."): _fmt(v) for k, v in t.params.items()}, self.metric: _fmt(t.best)}
+                for t in self.trials[:top]]
+        if not rows:
+            return "(no trials)"
+        with pd.option_context("display.width", 200, "display.max_columns", None):
+            return pd.DataFrame(rows).to_string(index=False, na_rep="-")
+
+
+def _trial(trial_config: dict, *, base: dict, sweep: str, parent_run_id: str, train_storage: str) -> None:
+    from ray import tune
+
+    raw = copy.deepcopy(base)
+    for path, value in trial_config.items():
+        config.set_path(raw, path, value)
+    trial_id = tune.get_context().get_trial_id()
+    raw["name"] = f"{sweep}-{trial_id}"
+    spec = config.run_from_dict(raw, source=f"trial {trial_id}")
+    tags = {tracking.TAG_PARENT: parent_run_id, tracking.TAG_TRIAL: trial_id, tracking.TAG_SWEEP: sweep}
+    registry.runner(spec.algorithm)(spec, storage_path=train_storage, run_key=trial_id, in_tune=True,
+                                    mlflow_tags=tags)
+
+
+def _trial_resources(spec: SweepSpec) -> dict:
+    if registry.entry(spec.run.algorithm).kind == "rl":
+        return {"cpu": spec.run.resources.cpus_per_worker}  # the RLlib algorithm runs in the trial itself
+    # A generative trial's driver only waits on its Ray Train workers, which hold the real resources. It asks for
+    # no CPU (a fraction would leave 0.98 of 2 CPUs, too little for the second 1-CPU worker), and a little memory
+    # because Tune refuses an empty resource request.
+    return {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
+
+
+def _tune_domain(dim):
+    from ray import tune
+
+    if isinstance(dim, config.Uniform):
+        return tune.uniform(*dim.uniform)
+    if isinstance(dim, config.LogUniform):
+        return tune.loguniform(*dim.loguniform)
+    if isinstance(dim, config.IntRange):
+        return tune.randint(dim.int[0], dim.int[1] + 1)  # randint's upper bound is exclusive
+    return tune.choice(dim.choice)
+
+
+def _close_trial_runs():
+    """A Tune callback that closes a trial's MLflow run when Tune ends the trial.
+
+    A trial whose driver raised closes nothing itself (it runs with ``in_tune=True``): this callback records how
+    Tune ended it: FINISHED (tagged ``genlab.stopped_early`` when ASHA stopped it), or FAILED with the error. It
+    also withdraws the trial's Ray Train autoscaling request (see ``ray_compat.release_autoscaling_request``).
+    """
+    from ray.tune import Callback
+
+    class CloseTrialRuns(Callback):
+        def __init__(self, uri: str, experiment: str, max_t: int):
+            self.uri, self.experiment, self.max_t = uri, experiment, max_t
+
+        def _ended(self, trial):
+            """Withdraw the ended trial's autoscaling request; return its MLflow run if still open."""
+            exp_id = tracking.experiment_id(self.uri, self.experiment)
+            run = tracking.find_run(self.uri, exp_id, tracking.TAG_TRIAL, trial.trial_id)
+            if run is None:
+                return None
+            # In the background: it waits for the trial's Train controller to die (Tune goes on meanwhile).
+            threading.Thread(target=generative.release_autoscaling_request, args=(dict(run.data.tags),),
+                             daemon=True).start()
+            return run if run.info.status == "RUNNING" else None
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            run = self._ended(trial)
+            if run is not None:
+                it = trial.last_result.get("training_iteration", 0)
+                if it < self.max_t:
+                    tracking.client(self.uri).set_tag(run.info.run_id, "genlab.stopped_early", f"epoch {it}")
+                tracking.close_run(self.uri, run.info.run_id)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            run = self._ended(trial)
+            if run is not None:
+                tracking.close_run(self.uri, run.info.run_id, trial.get_error() or "trial failed")
+
+    return CloseTrialRuns
+
+
+def check_can_start(spec: SweepSpec, storage_path: Path, resume: bool) -> Path:
+    """The sweep's folder, after checking that --resume matches what is there (nothing is overwritten)."""
+    return storage.check_can_start("sweep", storage_path, spec.name, resume)
+
+
+def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool = False) -> SweepSummary:
+    """Run (or with ``resume=True`` finish) the sweep; returns its summary."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    sweep_dir = check_can_start(spec, Path(storage_path), resume)
+    uri = tracking.resolve_uri(spec.run.tracking.uri)
+    experiment = spec.run.tracking.experiment
+    with tracking.run_scope(uri, experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
+                            tags={tracking.TAG_KIND: "sweep", TAG_SWEEP_DIR: str(sweep_dir)},
+                            resume_tag=(TAG_SWEEP_DIR, str(sweep_dir)) if resume else None) as parent:
+        base = spec.run.model_dump(mode="json")
+        base["tracking"]["uri"] = uri  # trials run in their own working dirs: pass the resolved store
+        trainable = tune.with_resources(
+            tune.with_parameters(_trial, base=base, sweep=spec.name, parent_run_id=parent.run_id,
+                                 train_storage=str(sweep_dir / "train")),
+            _trial_resources(spec),
+        )
+        epochs = spec.run.budget.epochs
+        s = spec.scheduler
+        scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=s.grace_period,
+                                   reduction_factor=s.reduction_factor)
+                     if s.type == "asha" else FIFOScheduler())
+        run_config = tune.RunConfig(
+            name=spec.name, storage_path=str(sweep_dir.parent),
+            callbacks=[_close_trial_runs()(uri, experiment, epochs)],
+            failure_config=tune.FailureConfig(max_failures=0),  # Ray Train already retried inside the trial
+        )
+        if resume:
+            tuner = tune.Tuner.restore(str(sweep_dir), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={path: _tune_domain(dim) for path, dim in spec.search_space.items()},
+                tune_config=tune.TuneConfig(
+                    metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples, scheduler=scheduler,
+                    search_alg=ConcurrencyLimiter(OptunaSearch(seed=spec.seed), spec.max_concurrent),
+                ),
+                run_config=run_config,
+            )
+        results = tuner.fit()
+        _release_autoscaling_requests(uri, experiment, spec.name)
+        summary = _summarize(spec, results, sweep_dir, parent.run_id)
+        _log_summary(parent, summary)
+        if summary.interrupted:
+            parent.end_error = KeyboardInterrupt()  # KILLED; --resume reopens it
+        elif summary.trials and len(summary.failed) == len(summary.trials):
+            parent.end_error = f"all {len(summary.trials)} trials failed; first error: {summary.failed[0].error}"
+    return summary
+
+
+def _release_autoscaling_requests(uri: str, experiment: str, sweep: str) -> None:
+    """Withdraw every trial's Ray Train autoscaling request once the sweep is over (the callback's background
+    releases may not have finished)."""
+    c = tracking.client(uri)
+    runs = c.search_runs([tracking.experiment_id(uri, experiment)],
+                         filter_string=f"tags.`{tracking.TAG_SWEEP}` = '{sweep}'", max_results=5000)
+    for r in runs:
+        generative.release_autoscaling_request(r.data.tags)
+
+
+def _interrupted(results, spec: SweepSpec) -> bool:
+    """Whether Tune returned from ``fit()`` after Ctrl-C with trials unfinished.
+
+    Tune saves the experiment state before it stops the trials that were still running, so the state on disk
+    (what ``--resume`` reads) still shows them unfinished; the in-memory results do not.
+    """
+    from ray.tune import ExperimentAnalysis
+    from ray.tune.experiment import Trial
+
+    saved = ExperimentAnalysis(results.experiment_path).trials
+    done = [t for t in saved if t.status in (Trial.TERMINATED, Trial.ERROR)]
+    return len(done) < spec.num_samples
+
+
+def _best_value(spec: SweepSpec, result) -> float:
+    """The trial's best value of the metric over its epochs (how Tune ranks with scope='all'); NaN if none."""
+    df = result.metrics_dataframe
+    if df is not None and spec.metric in df and not df[spec.metric].dropna().empty:
+        col = df[spec.metric].dropna()
+        return float(col.min() if spec.mode == "min" else col.max())
+    value = (result.metrics or {}).get(spec.metric)
+    return float(value) if value is not None else float("nan")
+
+
+def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str) -> SweepSummary:
+    rows = []
+    for r in results:
+        epochs = int((r.metrics or {}).get("training_iteration", 0))
+        status = "ERROR" if r.error is not None else "OK" if epochs >= spec.run.budget.epochs else "STOPPED"
+        rows.append(TrialRow(
+            trial_id=_trial_id(r),
+            status=status, epochs=epochs, best=_best_value(spec, r),
+            params={k: v for k, v in (r.config or {}).items() if "." in k},
+            error=str(r.error).strip().splitlines()[-1] if r.error is not None and str(r.error).strip() else ""))
+    sign = 1 if spec.mode == "min" else -1
+    rows.sort(key=lambda t: (t.status == "ERROR", t.best != t.best, sign * t.best if t.best == t.best else 0))
+    return SweepSummary(spec.name, spec.metric, spec.mode, sweep_dir, run_id, rows, _interrupted(results, spec))
+
+
+def _trial_id(result) -> str:
+    """The trial's id: in its metrics once it reported, else in its folder's name (``_trial_<id>_<n>_...``)."""
+    if (result.metrics or {}).get("trial_id"):
+        return result.metrics["trial_id"]
+    found = re.search(r"[0-9a-f]{5}_\d{5}", Path(result.path).name) if result.path else None
+    return found.group(0) if found else "?"
+
+
+def _log_summary(parent: tracking.RunLogger, summary: SweepSummary) -> None:
+    parent.client.log_text(parent.run_id, summary.table(top=len(summary.trials)), "sweep/trials.txt")
+    best = summary.best
+    if best is not None:
+        parent.client.log_metric(parent.run_id, f"best/{summary.metric}", best.best)
+        parent.tags({"best.trial_id": best.trial_id, **{f"best.{k}": str(v) for k, v in best.params.items()}})
+
+
+def _fmt(v):
+    return f"{v:.4g}" if isinstance(v, float) else v
