@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from genlab import config, jobs, registry, tracking
+from genlab import config, errors, jobs, registry, tracking
 from genlab.config import SpecError
 
 STORAGE_ENV = "GENLAB_STORAGE"
@@ -83,13 +83,12 @@ def _start_ray(num_cpus: float | None) -> None:
         print(f"[genlab] Ray dashboard: http://{ctx.dashboard_url}", flush=True)
 
 
-def _check_resources(spec: config.RunSpec, num_cpus: float | None) -> None:
-    if os.environ.get("RAY_ADDRESS"):
-        return  # a cluster may autoscale; Ray places what it can
-    import torch
+def _preflight(spec, args, cluster: bool | None = None) -> None:
+    """Everything knowable before Ray starts (genlab.preflight); raises SpecError listing every problem."""
+    from genlab import preflight
 
-    config.check_local_resources(spec, cpus_available=num_cpus or os.cpu_count() or 1,
-                                 gpus_available=torch.cuda.device_count())
+    for note in preflight.check(spec, source=args.spec, cluster=cluster, num_cpus=getattr(args, "num_cpus", None)):
+        print(f"[genlab] note: {note}", flush=True)
 
 
 def _storage(storage: str, uri: str) -> Path:
@@ -130,7 +129,7 @@ def cmd_train(args) -> int:
     spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.RunSpec):
         raise SpecError(f"{args.spec} is not a run spec; run it with `genlab {_command_for(spec)} {args.spec}`")
-    _check_resources(spec, args.num_cpus)
+    _preflight(spec, args)
     uri = tracking.resolve_uri(spec.tracking.uri)
     storage = _storage(args.storage, uri)
     run_storage.check_can_start("run", storage, spec.name, args.resume)
@@ -151,7 +150,7 @@ def cmd_sweep(args) -> int:
     spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.SweepSpec):
         raise SpecError(f"{args.spec} has no search_space; run it with `genlab {_command_for(spec)} {args.spec}`")
-    _check_resources(spec.run, args.num_cpus)
+    _preflight(spec, args)
     storage = _storage(args.storage, tracking.resolve_uri(spec.run.tracking.uri))
     sweep.check_can_start(spec, storage, args.resume)
     _start_ray(args.num_cpus)
@@ -183,6 +182,7 @@ def cmd_expert(args) -> int:
     spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.ExpertSpec):
         raise SpecError(f"{args.spec} is not an expert spec; run it with `genlab {_command_for(spec)} {args.spec}`")
+    _preflight(spec, args)
     out = Path(args.storage).resolve() / "experts" / spec.name
     if (out / "demos.parquet").exists() and not args.force:
         raise SpecError(f"{out} already holds demonstrations; pass --force to replace them, or choose a new name")
@@ -197,6 +197,7 @@ def cmd_submit(args) -> int:
     spec = config.load_any(args.spec, args.overrides)  # bad input fails here, before anything is uploaded
     if isinstance(spec, config.ExpertSpec):
         raise SpecError(f"{args.spec} is an expert spec; genlab submit runs run and sweep specs")
+    _preflight(spec, args, cluster=True)
     env = {}
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -221,6 +222,7 @@ def cmd_validate(args) -> int:
     import yaml
 
     spec = config.load_any(args.spec, args.overrides)
+    _preflight(spec, args)
     print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 
@@ -242,3 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if not errors.not_retryable(e):
+            raise
+        # A run that failed for a reason a retry cannot fix: Ray printed the worker's traceback above; the reason,
+        # once, is the last line (it is also the run's genlab.error tag in MLflow).
+        print(f"\ngenlab: error: {errors.summary(e)}", file=sys.stderr)
+        return 1

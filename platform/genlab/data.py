@@ -225,15 +225,40 @@ _SOURCES = {
 }
 
 
+def missing_files(name: str, root: Path) -> list[Path]:
+    """The files of dataset ``name`` that are not under ``root`` (none for digits, which ships with scikit-learn)."""
+    return [root / f for f in _SOURCES[name].files if not (root / f).is_file()] if name in _SOURCES else []
+
+
+def how_to_get(name: str, root: Path) -> str:
+    """How to put dataset ``name``'s files under ``root`` by hand."""
+    return _SOURCES[name].how.format(root=root)
+
+
+def digits_train_labels(seed: int) -> np.ndarray:
+    """The labels of genlab's digits training split (what ``load`` trains on), without building the images."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    y = load_digits().target
+    train, _ = train_test_split(np.arange(len(y)), test_size=297, stratify=y, random_state=seed)
+    return y[train]
+
+
+def mnist_train_labels(root: Path) -> np.ndarray:
+    """MNIST's training labels, read from the IDX label file alone (8-byte header, then one byte per label)."""
+    path = root / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    return np.frombuffer(path.read_bytes()[8:], dtype=np.uint8)
+
+
 def _torchvision(name: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
     """Train and test split of a torchvision dataset, checked for presence first."""
-    source = _SOURCES[name]
-    missing = [root / f for f in source.files if not (root / f).is_file()]
+    missing = missing_files(name, root)
     if missing and not download:
         raise DatasetNotFound(
             f"{name} not found under {root}; missing: {', '.join(map(str, missing))}. "
             "Either set data.download: true (needs a network) to let torchvision fetch it, "
-            f"or {source.how.format(root=root)}."
+            f"or {how_to_get(name, root)}."
         )
     fetch = bool(missing)  # only download what is not there
     if name == "mnist":

@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from genlab import errors
+
 PACKAGES = ("genlab", "ray", "torch", "torchvision", "mlflow", "optuna", "gymnasium", "mujoco", "numpy",
             "pydantic", "scikit-learn")
 TAG_TRIAL = "genlab.trial_id"
@@ -175,7 +177,7 @@ def close_run(uri: str, run_id: str, error: BaseException | str | None = None) -
         c.set_terminated(run_id, status="KILLED")
         return
     text = error if isinstance(error, str) else "".join(traceback.format_exception(error))
-    c.set_tag(run_id, TAG_ERROR, text.strip().splitlines()[-1][:4000] if text.strip() else "unknown error")
+    c.set_tag(run_id, TAG_ERROR, errors.summary(error)[:4000])
     c.log_text(run_id, text, "error.txt")
     c.set_terminated(run_id, status="FAILED")
 

@@ -31,7 +31,8 @@ STATE_FILE = "state.pt"
 FAIL_ENV = "GENLAB_FAIL_AT_EPOCH"
 """Chaos hook: a worker raises once after reporting this epoch, to exercise recovery (tests, drills)."""
 NAN_ENV = "GENLAB_NAN_AT_STEP"
-"""Chaos hook: rank 0's losses read NaN at this training step, to exercise the non-finite check (tests)."""
+"""Chaos hook: rank 0's losses read NaN at this training step, to exercise the non-finite check (tests). Only the
+first run under a storage folder to get there does it (in a sweep: one trial)."""
 LOGICAL_GPUS_ENV = "GENLAB_LOGICAL_GPUS"
 """Set to 1 on clusters whose GPUs are Ray resources only (Ray's fake_multinode test clusters, e.g.
 cluster/local-autoscaling.yaml): trials reserve GPUs as usual but compute on the CPU (gloo backend)."""
@@ -114,14 +115,13 @@ def train_loop_per_worker(cfg: dict) -> None:
         logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), TAG_TRAIN_RUN: train_run,
                      TAG_TRAIN_CONTROLLER: controller})
     shown = [m for m in registry.metrics(spec.algorithm) if m.startswith(("eval/", "loss/"))][:6]
-    nan_at = cfg.get("nan_at_step") if rank == 0 else None
     b = spec.budget
     for epoch in range(start_epoch, b.epochs + 1):
         torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # reproducible from any epoch
         t0, n_images, sums, n_steps = time.perf_counter(), 0, defaultdict(float), 0
         for batch in data.batches(ds, epoch=epoch, **batch_args):
             step_metrics = algo.train_step(batch)
-            if nan_at == algo.step:
+            if rank == 0 and _inject_nan(cfg, algo.step):
                 step_metrics = {k: (float("nan") if k.startswith("loss/") else v) for k, v in step_metrics.items()}
             check_finite(step_metrics, algo.step)
             for k, v in step_metrics.items():
@@ -177,6 +177,16 @@ def _maybe_inject_failure(cfg: dict, epoch: int) -> None:
         raise RuntimeError(f"{FAIL_ENV}={epoch}: injected worker failure after epoch {epoch}")
 
 
+def _inject_nan(cfg: dict, step: int) -> bool:
+    if cfg.get("nan_at_step") != step:
+        return False
+    try:
+        Path(cfg["nan_marker"]).touch(exist_ok=False)  # atomic: one run under this storage gets it
+    except FileExistsError:
+        return False
+    return True
+
+
 def _say(rank: int, text: str) -> None:
     if rank == 0:
         print(f"[genlab] {text}", flush=True)
@@ -212,6 +222,8 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
             (storage_path / run_key).mkdir(parents=True, exist_ok=True)
         if os.environ.get(NAN_ENV):
             loop_cfg["nan_at_step"] = int(os.environ[NAN_ENV])
+            loop_cfg["nan_marker"] = str(storage_path / ".injected_nan")
+            storage_path.mkdir(parents=True, exist_ok=True)
 
         r = spec.resources
         callbacks = []

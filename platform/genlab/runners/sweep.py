@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab import config, registry, tracking
+from genlab import config, errors, registry, tracking
 from genlab.config import SweepSpec
 from genlab.runners import generative, storage
 
@@ -251,7 +251,7 @@ def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str) -> SweepS
             trial_id=_trial_id(r),
             status=status, epochs=epochs, best=_best_value(spec, r),
             params={k: v for k, v in (r.config or {}).items() if "." in k},
-            error=str(r.error).strip().splitlines()[-1] if r.error is not None and str(r.error).strip() else ""))
+            error=errors.summary(r.error) if r.error is not None else ""))
     sign = 1 if spec.mode == "min" else -1
     rows.sort(key=lambda t: (t.status == "ERROR", t.best != t.best, sign * t.best if t.best == t.best else 0))
     return SweepSummary(spec.name, spec.metric, spec.mode, sweep_dir, run_id, rows, _interrupted(results, spec))
