@@ -145,9 +145,25 @@ def _close_trial_runs():
         def on_trial_error(self, iteration, trials, trial, **info):
             run = self._ended(trial)
             if run is not None:
-                tracking.close_run(self.uri, run.info.run_id, trial.get_error() or "trial failed")
+                tracking.close_run(self.uri, run.info.run_id, _trial_error(trial))
 
     return CloseTrialRuns
+
+
+def _trial_error(trial) -> BaseException | str:
+    """The error Tune recorded for a failed trial. When Tune calls back, it has written it to the trial's local
+    folder (the pickled exception, else its text), not yet to the experiment's storage."""
+    import cloudpickle
+
+    for path, read in ((trial.pickled_error_file, lambda f: cloudpickle.load(f)),
+                       (trial.error_file, lambda f: f.read().decode())):
+        if path and Path(path).is_file():
+            try:
+                with open(path, "rb") as f:
+                    return read(f)
+            except Exception:  # an error that does not unpickle here: try its text
+                continue
+    return "trial failed (Tune recorded no error)"
 
 
 def check_can_start(spec: SweepSpec, storage_path: Path, resume: bool) -> Path:
