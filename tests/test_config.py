@@ -151,7 +151,7 @@ def test_bad_run_specs_are_rejected_with_a_message_naming_the_field(tmp_path, ca
 
 
 BAD_SWEEPS = [
-    ("metric not reported", with_(SWEEP, "metric", "eval/fid"), ["metric: 'eval/fid' is not reported by improved_gan",
+    ("metric not reported", with_(SWEEP, "metric", "eval/kid"), ["metric: 'eval/kid' is not reported by improved_gan",
                                                                  "eval/test_error"]),
     ("bad mode", with_(SWEEP, "mode", "minimize"), ["mode: Input should be 'min' or 'max'"]),
     ("low above high", dim("hparams.lr", {"loguniform": [1e-2, 1e-4]}),

@@ -107,9 +107,12 @@ class WNConvTranspose2d(WeightNorm):
 
 @torch.no_grad()
 def data_dependent_init(net: nn.Module, *inputs: torch.Tensor) -> None:
-    """Run ``net(*inputs)`` once, every weight-normalised layer initialising itself from its input."""
+    """Run ``net(*inputs)`` once, every weight-normalised layer initialising itself from its input.
+
+    Any other layer with a ``pending_init`` attribute (e.g. :class:`algorithms.common.gan.MinibatchDiscrimination`)
+    initialises itself in the same pass."""
     for m in net.modules():
-        if isinstance(m, WeightNorm):
+        if isinstance(m, WeightNorm) or hasattr(m, "pending_init"):
             m.pending_init = True
     net(*inputs)
 

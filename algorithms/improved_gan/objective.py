@@ -23,6 +23,35 @@ The generator minimises feature matching on f, D's last hidden layer:
 
 taken, as in the code, as the mean over features of the squared difference of the batch means (the
 code's CIFAR-10/SVHN scripts use the mean absolute difference instead: ``distance="absolute"``).
+
+The techniques for sample quality (§3 of the paper), each a hyperparameter:
+
+One-sided label smoothing (§3.4) replaces the target 1 of real examples by alpha (e.g. 0.9) and leaves the target 0
+of generated ones. In the K+1 model the real/fake decision is D(x) = 1 - p(K+1 | x), so smoothing acts on L_unsup:
+
+    L_unsupervised = E_data[ BCE(D(x), alpha) ] + E_z[ BCE(D(G(z)), 0) ]
+                   = -E_data[ alpha log D(x) + (1 - alpha) log(1 - D(x)) ] - E_z log(1 - D(G(z)))
+    BCE(D, t) = -t log D - (1 - t) log(1 - D)  (= softplus(l) - t l for D = sigmoid(l))
+
+i.e. the K+1 classifier is asked to put mass 1 - alpha of every unlabeled real example on the fake class. L_sup is
+not smoothed: it is the class posterior given that x is real, p(y | x, y < K+1), which the smoothing of the
+real/fake target does not touch. alpha = 1 is the unsmoothed loss above.
+
+Label noise (beyond the paper): each example's real/fake target is swapped with probability p (a real example
+then has target 0, a generated one alpha).
+
+Generator losses. Feature matching (above) is the paper's loss for semi-supervised learning; for samples the
+paper's code trains G adversarially, with the minimax loss of the K+1 model (``train_*_minibatch_discrimination.py``
+minimises -softplus(l(G(z)))):
+
+    minimax:         L_G = E_z log(1 - D(G(z))) = -E_z softplus(l(G(z)))
+    non-saturating:  L_G = -E_z log D(G(z))     =  E_z softplus(-l(G(z)))
+
+and the total is  w_fm * L_feature_matching + L_adversarial  (either part may be off).
+
+Historical averaging (§3.3) adds  lambda * ||theta - (1/t) sum_{i<t} theta[i]||^2  to each player's loss
+(:class:`algorithms.common.gan.HistoricalAverage`). Minibatch discrimination (§3.2), minibatch standard deviation
+and virtual batch normalisation (§3.5) are layers: :mod:`algorithms.common.gan`.
 """
 
 from __future__ import annotations
@@ -44,17 +73,56 @@ def real_probability(logits: torch.Tensor) -> torch.Tensor:
 
 
 def discriminator_loss(
-    logits_lab: torch.Tensor,
-    y_lab: torch.Tensor,
+    logits_lab: torch.Tensor | None,
+    y_lab: torch.Tensor | None,
     logits_unl: torch.Tensor,
     logits_fake: torch.Tensor,
     unlabeled_weight: float,
+    real_target: float | torch.Tensor = 1.0,
+    fake_target: float | torch.Tensor = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(L_supervised + unlabeled_weight * L_unsupervised, L_supervised, L_unsupervised)."""
-    sup = F.cross_entropy(logits_lab, y_lab)
+    """(L_supervised + unlabeled_weight * L_unsupervised, L_supervised, L_unsupervised).
+
+    ``real_target``/``fake_target``: the targets of D(x) for the unlabeled real and the generated examples (a number,
+    or one per example): alpha < 1 is one-sided label smoothing, per-example targets carry label noise. Without
+    labeled logits (``logits_lab`` None: the paper's "-L" ablation) L_supervised is 0.
+    """
     l_unl, l_fake = unsupervised_logit(logits_unl), unsupervised_logit(logits_fake)
-    unsup = -l_unl.mean() + F.softplus(l_unl).mean() + F.softplus(l_fake).mean()
+    unsup = _bce(l_unl, real_target) + _bce(l_fake, fake_target)
+    if logits_lab is None:
+        sup = torch.zeros((), device=logits_unl.device, dtype=logits_unl.dtype)
+        return unlabeled_weight * unsup, sup, unsup
+    sup = F.cross_entropy(logits_lab, y_lab)
     return sup + unlabeled_weight * unsup, sup, unsup
+
+
+def _bce(l: torch.Tensor, target: float | torch.Tensor) -> torch.Tensor:
+    """Mean of BCE(sigmoid(l), t) = softplus(l) - t l."""
+    return (F.softplus(l) - target * l).mean()
+
+
+def real_fake_targets(
+    n_real: int, n_fake: int, alpha: float = 1.0, flip_prob: float = 0.0, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+    """Targets of D(x) for ``n_real`` real and ``n_fake`` generated examples: alpha and 0 (one-sided smoothing),
+    each swapped with probability ``flip_prob`` (label noise; draws from torch's global generator)."""
+    if flip_prob == 0:
+        return alpha, 0.0
+    flip_real = torch.rand(n_real, device=device) < flip_prob
+    flip_fake = torch.rand(n_fake, device=device) < flip_prob
+    real = torch.where(flip_real, 0.0, alpha)
+    fake = torch.where(flip_fake, alpha, 0.0)
+    return real, fake
+
+
+def generator_adversarial_loss(logits_fake: torch.Tensor, kind: Literal["minimax", "non_saturating"]) -> torch.Tensor:
+    """minimax: E log(1 - D(G(z))) = -E softplus(l); non_saturating: -E log D(G(z)) = E softplus(-l)."""
+    l_fake = unsupervised_logit(logits_fake)
+    if kind == "minimax":
+        return -F.softplus(l_fake).mean()
+    if kind == "non_saturating":
+        return F.softplus(-l_fake).mean()
+    raise ValueError(f"unknown adversarial generator loss {kind!r}")
 
 
 def feature_matching_loss(

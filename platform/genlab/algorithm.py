@@ -8,6 +8,7 @@ cluster: it is built from its typed hyperparameters and the dataset's shape, and
   :meth:`distribute` when there is more than one worker;
 - ``optimizers``: by name, checkpointed with the nets;
 - ``initialize(batch)``: optional data-dependent init (weight norm), run once before distribution;
+- ``set_evaluation_data(train_x, train_y)``: optional, the training split for evaluation-only uses;
 - ``train_step(batch) -> dict[str, float]``, ``evaluate(x, y) -> dict[str, float]``;
 - ``images() -> {name: ImageGrid}``: the pictures to log at each evaluation (default: a grid of
   ``sample(100)`` named ``samples``; InfoGAN adds traversals, a VAE reconstructions);
@@ -61,6 +62,11 @@ class GenerativeAlgorithm(ABC):
     # --- what the platform calls -------------------------------------------------------------
     def initialize(self, batch: dict[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook
         """Data-dependent initialisation from the first batch (default: nothing)."""
+
+    def set_evaluation_data(self, train_x: torch.Tensor, train_y: torch.Tensor) -> None:  # noqa: B027
+        """The whole training split with all its labels, given once before training, for evaluation metrics that
+        need real data besides the test set (e.g. a sample-quality classifier, reference statistics of real
+        images). Training must not read it: a method's training data comes in the batches. Default: ignored."""
 
     def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Replace the nets used for training by ``wrap(net)`` (DDP); evaluation uses ``nets``."""

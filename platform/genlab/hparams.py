@@ -23,3 +23,9 @@ class Hparams(BaseModel):
         """Problems that involve the rest of the run spec (``run``: a ``genlab.config.RunSpec`` whose other sections
         are already valid), one line each, starting with the field's path; none by default."""
         return []
+
+    def check_files(self, run) -> list[str]:
+        """Problems with files this machine must hold (e.g. pretrained weights the run reads), one line each starting
+        with the field's path; none by default. Checked by the pre-flight (``genlab validate``, before Ray starts),
+        like dataset files, not when a spec loads: a shipped spec stays valid on a machine without the file."""
+        return []

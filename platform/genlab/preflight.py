@@ -1,7 +1,8 @@
 """Pre-flight: everything about a spec that can be known on the driver, checked before Ray starts.
 
 ``genlab.config`` validates a spec's shape (types, ranges, unknown keys, cross-field rules). The pre-flight goes on
-to what the spec refers to on this machine: dataset files under their root, enough labeled images per class,
+to what the spec refers to on this machine: dataset files under their root, files the method reads
+(``Hparams.check_files``, e.g. pretrained weights), enough labeled images per class,
 a batch that fits a worker's shard, demonstrations present and recorded on the run's env, resources the local
 Ray can place. A sweep is checked at both ends of every range (and at every choice). Each problem is one line
 naming the field and the fix, and all of a spec's problems are reported together, as a :class:`SpecError`.
@@ -56,11 +57,12 @@ def check(spec: RunSpec | SweepSpec | ExpertSpec, *, source: str, cluster: bool 
 
 def run_problems(spec: RunSpec, *, cluster: bool) -> list[str]:
     """What is wrong with running ``spec`` here (files, labels, batch size, demonstrations), one line each."""
+    method_files = [] if cluster else spec.hparams_obj().check_files(spec)
     if spec.data is not None:
-        return _data_problems(spec, cluster)
+        return _data_problems(spec, cluster) + method_files
     if spec.demos is not None and not cluster:
-        return _demos_problems(spec)
-    return []
+        return _demos_problems(spec) + method_files
+    return method_files
 
 
 def _data_problems(spec: RunSpec, cluster: bool) -> list[str]:

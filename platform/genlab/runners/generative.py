@@ -92,6 +92,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     ds = data.load(spec.data)
     torch.manual_seed(spec.seed)  # identical initial weights on every rank
     algo = registry.impl_class(spec.algorithm)(spec.hparams_obj(), ds.info, device)
+    algo.set_evaluation_data(ds.train_x, ds.train_y)
     batch_args = dict(batch_size=spec.data.batch_size, seed=spec.seed, rank=rank, world_size=world,
                       steps=spec.budget.steps_per_epoch, device=device, labels=registry.uses_labels(spec.algorithm))
 
@@ -114,7 +115,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         train_run, controller = ray_compat.train_run_ids()
         logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), TAG_TRAIN_RUN: train_run,
                      TAG_TRAIN_CONTROLLER: controller})
-    shown = [m for m in registry.metrics(spec.algorithm) if m.startswith(("eval/", "loss/"))][:6]
+    shown = [m for m in registry.metrics(spec.algorithm) if m.startswith(("eval/", "loss/"))]
     b = spec.budget
     for epoch in range(start_epoch, b.epochs + 1):
         torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # reproducible from any epoch
@@ -143,7 +144,8 @@ def train_loop_per_worker(cfg: dict) -> None:
 
         if rank == 0:
             logger.metrics(metrics, step=epoch)
-            _say(rank, f"epoch {epoch}/{b.epochs}  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics)
+            present = [k for k in shown if k in metrics][:6]  # a method's optional metrics may be absent
+            _say(rank, f"epoch {epoch}/{b.epochs}  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in present)
                  + f"  {metrics['perf/images_per_s']:.0f} img/s")
         if b.checkpoint_due(epoch):
             state = {"algo": algo.state_dict(), "epoch": epoch, "history": history, "last_eval": last_eval}

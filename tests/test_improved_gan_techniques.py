@@ -1,0 +1,321 @@
+"""Improved-GAN's techniques for sample quality, each against a hand or loop reference: minibatch discrimination,
+minibatch standard deviation, virtual batch norm, historical averaging, one-sided label smoothing, label noise, the
+generator's adversarial losses; and the switches that turn them on in the algorithm and the spec."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import ROOT
+from pydantic import ValidationError
+
+from algorithms.common.gan import (
+    HistoricalAverage,
+    MinibatchDiscrimination,
+    VirtualBatchNorm,
+    minibatch_features,
+    minibatch_stddev,
+)
+from algorithms.common.layers import data_dependent_init
+from algorithms.improved_gan import objective
+from algorithms.improved_gan.algorithm import ImprovedGAN
+from algorithms.improved_gan.config import ABLATIONS, ImprovedGANConfig
+from algorithms.improved_gan.nets import ConvGenerator, MLPDiscriminator, MLPGenerator
+from genlab import config, registry
+from genlab.algorithm import DataInfo
+
+K = 10
+SPECS = ROOT / "sweeps" / "improved_gan"
+
+
+# ------------------------------------------------------------------------------ minibatch discrimination
+
+
+def test_minibatch_features_against_a_loop():
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(6, 4, 3, generator=g, dtype=torch.float64)  # N=6 examples, B=4 kernels, C=3 dims
+    expected = torch.zeros(6, 4, dtype=torch.float64)
+    for i in range(6):
+        for b in range(4):
+            expected[i, b] = sum(torch.exp(-(m[i, b] - m[j, b]).abs().sum()) for j in range(6) if j != i)
+    torch.testing.assert_close(minibatch_features(m), expected)
+
+
+@pytest.mark.parametrize("kernels, dim", [(100, 5), (300, 50)], ids=["100x5", "300x50"])
+def test_minibatch_discrimination_layer(kernels, dim):
+    """[f, o + b] with M = f T; T normalised over its input axis; each group is a minibatch of its own."""
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(8, kernels, dim).double()
+    f = torch.randn(10, 8, dtype=torch.float64)
+    t = layer.tensor()
+    torch.testing.assert_close(t.norm(dim=0), layer.log_scale.exp())  # ||T[:, b, c]|| = exp(log_scale[b, c])
+    m = torch.einsum("na,abc->nbc", f, t)
+    out = layer(f)
+    assert out.shape == (10, 8 + kernels)
+    torch.testing.assert_close(out[:, :8], f)
+    torch.testing.assert_close(out[:, 8:], minibatch_features(m) + layer.b)
+    grouped = layer(f, groups=[4, 6])
+    torch.testing.assert_close(grouped[:4, 8:], minibatch_features(m[:4]) + layer.b)
+    torch.testing.assert_close(grouped[4:, 8:], minibatch_features(m[4:]) + layer.b)
+    out.sum().backward()
+    assert layer.theta.grad is not None and layer.theta.grad.abs().sum() > 0
+
+
+def test_minibatch_discrimination_data_dependent_init():
+    """After the init every kernel's nearest-neighbour L1 distance is 2 on average and o + b has mean 0."""
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(8, 20, 5).double()
+    f = torch.randn(50, 8, dtype=torch.float64) * 3
+    data_dependent_init(layer, f)
+    m = torch.einsum("na,abc->nbc", f, layer.tensor())
+    dist = (m[:, None] - m[None]).abs().sum(-1) + torch.diag(torch.full((50,), float("inf"))).unsqueeze(-1)
+    torch.testing.assert_close(dist.min(dim=1).values.mean(dim=0), torch.full((20,), 2.0, dtype=torch.float64))
+    torch.testing.assert_close(layer(f)[:, 8:].mean(dim=0), torch.zeros(20, dtype=torch.float64))
+
+
+def test_minibatch_stddev_by_hand():
+    f = torch.tensor([[0.0, 1.0], [2.0, 5.0]])  # per-feature population std: 1, 2 -> mean 1.5
+    torch.testing.assert_close(minibatch_stddev(f), torch.full((2, 1), 1.5), atol=1e-6, rtol=0)
+
+
+def test_discriminator_features_are_per_group():
+    """With minibatch features on, D's output for a sub-batch depends on that sub-batch only."""
+    torch.manual_seed(0)
+    d = MLPDiscriminator((1, 8, 8), [16, 12], K, 0.0, 0.0, dict(kernels=7, kernel_dim=3, stddev=True)).eval()
+    assert d.head[1].v.shape[1] == 12 + 7 + 1
+    a, b, c = torch.randn(3, 1, 8, 8), torch.randn(4, 1, 8, 8), torch.randn(5, 1, 8, 8)
+    together = d(torch.cat([a, b]), groups=[3, 4])[0]
+    with_c = d(torch.cat([a, c]), groups=[3, 5])[0]
+    torch.testing.assert_close(together[:3], with_c[:3])
+    torch.testing.assert_close(together[3:], d(b)[0])
+    assert not torch.allclose(d(torch.cat([a, b]))[0][:3], together[:3])  # one group: the batches see each other
+
+
+# ------------------------------------------------------------------------------ virtual batch norm
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 4, 4)], ids=["dense", "conv"])
+def test_virtual_batch_norm_by_hand(shape):
+    torch.manual_seed(0)
+    n_ref = 6
+    vbn = VirtualBatchNorm(shape[0], n_ref).double()
+    with torch.no_grad():
+        vbn.weight.uniform_(0.5, 2)
+        vbn.bias.uniform_(-1, 1)
+    x = torch.randn(n_ref + 4, *shape, dtype=torch.float64) * 2 + 1
+    y = vbn(x)
+    ref = x[:n_ref]
+    pos = tuple(range(2, x.dim()))
+    per_channel = (0, *pos)
+    gamma, beta = vbn.weight.view(-1, *[1] * len(pos)), vbn.bias.view(-1, *[1] * len(pos))
+    # reference rows: the reference batch's own statistics
+    mu, var = ref.mean(per_channel), ref.var(per_channel, correction=0)
+    expected_ref = gamma * (ref - mu.view(-1, *[1] * len(pos))) / (var.view(-1, *[1] * len(pos)) + vbn.eps).sqrt()
+    torch.testing.assert_close(y[:n_ref], expected_ref + beta)
+    # any other row: the statistics of the reference batch plus that example (weight 1/(n_ref+1))
+    for i in range(n_ref, len(x)):
+        both = torch.cat([ref, x[i : i + 1]])
+        mu, var = both.mean(per_channel), both.var(per_channel, correction=0)
+        expected = gamma * (x[i] - mu.view(-1, *[1] * len(pos))) / (var.view(-1, *[1] * len(pos)) + vbn.eps).sqrt()
+        torch.testing.assert_close(y[i], expected + beta)
+
+
+def test_virtual_batch_norm_generator_outputs_do_not_depend_on_the_batch():
+    """VBN: an example's sample is the same whatever else is in its batch (batch norm in training mode: not)."""
+    torch.manual_seed(0)
+    z = torch.rand(8, 6)
+    for g in (MLPGenerator(6, [16], (1, 8, 8), norm="virtual_batch", n_ref=5),
+              ConvGenerator(6, (8, 8, 4), (3, 16, 16), norm="virtual_batch", n_ref=5)):
+        assert g.z_ref.shape == (5, 6) and "z_ref" in g.state_dict()
+        torch.testing.assert_close(g(z)[:3], g(z[:3]))
+        torch.testing.assert_close(g(z)[:3], g.eval()(z[:3]))  # no running statistics: the same in eval mode
+    bn = MLPGenerator(6, [16], (1, 8, 8), norm="batch")
+    assert "z_ref" not in bn.state_dict()
+    assert not torch.allclose(bn(z)[:3], bn(z[:3]))
+
+
+# ------------------------------------------------------------------------------ historical averaging
+
+
+def test_historical_average_penalty_and_gradient():
+    net = torch.nn.Linear(3, 2)
+    ha = HistoricalAverage(net)
+    seen = [[p.detach().clone() for p in net.parameters()]]
+    for _ in range(4):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        expected_mean = [torch.stack(ps).mean(0) for ps in zip(*seen)]  # mean of all earlier values
+        pen = ha.penalty()
+        torch.testing.assert_close(pen, sum(((p - m) ** 2).sum() for p, m in zip(net.parameters(), expected_mean)))
+        net.zero_grad()
+        pen.backward()
+        for p, m in zip(net.parameters(), expected_mean):
+            torch.testing.assert_close(p.grad, 2 * (p.detach() - m))
+        ha.update()
+        seen.append([p.detach().clone() for p in net.parameters()])
+    assert ha.count == 5
+    state = ha.state_dict()
+    other = HistoricalAverage(net)
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.penalty(), ha.penalty())
+
+
+# ------------------------------------------------------------------------------ D and G losses
+
+
+def _log_p_fake(logits: torch.Tensor) -> torch.Tensor:
+    with_fake = torch.cat([logits, torch.zeros(len(logits), 1, dtype=logits.dtype)], dim=1)
+    return F.log_softmax(with_fake, dim=1)[:, -1]
+
+
+def test_one_sided_label_smoothing_in_the_k_plus_1_model():
+    """Real unlabeled targets alpha: -alpha log D(x) - (1 - alpha) log(1 - D(x)); fakes keep target 0."""
+    g = torch.Generator().manual_seed(0)
+    unl = 3 * torch.randn(7, K, generator=g, dtype=torch.float64)
+    fake = 3 * torch.randn(5, K, generator=g, dtype=torch.float64)
+    lab, y = torch.randn(4, K, generator=g, dtype=torch.float64), torch.tensor([0, 3, 9, 3])
+    log_fake_unl, log_fake_fake = _log_p_fake(unl), _log_p_fake(fake)  # log(1 - D)
+    log_d_unl = torch.log1p(-log_fake_unl.exp())  # log D = log(1 - p(K+1|x))
+    alpha = 0.9
+    expected = -(alpha * log_d_unl + (1 - alpha) * log_fake_unl).mean() - log_fake_fake.mean()
+    total, sup, unsup = objective.discriminator_loss(lab, y, unl, fake, 0.5, real_target=alpha)
+    torch.testing.assert_close(unsup, expected)
+    torch.testing.assert_close(sup, F.cross_entropy(lab, y))  # the class posterior is not smoothed
+    torch.testing.assert_close(total, sup + 0.5 * unsup)
+
+
+def test_per_example_targets_and_no_labels():
+    g = torch.Generator().manual_seed(1)
+    unl, fake = torch.randn(6, K, generator=g, dtype=torch.float64), torch.randn(6, K, generator=g, dtype=torch.float64)
+    t_real = torch.tensor([0.9, 0.0, 0.9, 0.9, 0.0, 0.9], dtype=torch.float64)
+    t_fake = torch.tensor([0.0, 0.9, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    l_unl, l_fake = torch.logsumexp(unl, 1), torch.logsumexp(fake, 1)
+    expected = (F.binary_cross_entropy_with_logits(l_unl, t_real)
+                + F.binary_cross_entropy_with_logits(l_fake, t_fake))
+    total, sup, unsup = objective.discriminator_loss(None, None, unl, fake, 1.0, t_real, t_fake)
+    torch.testing.assert_close(unsup, expected)
+    assert sup.item() == 0 and torch.equal(total, unsup)
+
+
+def test_label_noise_flips_each_target_with_its_probability():
+    torch.manual_seed(0)
+    assert objective.real_fake_targets(5, 5, 0.9, 0.0) == (0.9, 0.0)
+    real, fake = objective.real_fake_targets(20000, 20000, 0.9, 0.2)
+    assert real.unique().tolist() == pytest.approx([0.0, 0.9])
+    assert (real == 0).float().mean().item() == pytest.approx(0.2, abs=0.01)
+    assert (fake > 0).float().mean().item() == pytest.approx(0.2, abs=0.01)
+
+
+def test_generator_adversarial_losses():
+    g = torch.Generator().manual_seed(2)
+    fake = 2 * torch.randn(9, K, generator=g, dtype=torch.float64)
+    log_one_minus_d = _log_p_fake(fake)
+    d = 1 - log_one_minus_d.exp()
+    torch.testing.assert_close(objective.generator_adversarial_loss(fake, "minimax"), log_one_minus_d.mean())
+    torch.testing.assert_close(objective.generator_adversarial_loss(fake, "non_saturating"), -d.log().mean())
+
+
+# ------------------------------------------------------------------------------ the switches in the algorithm
+
+INFO = DataInfo((1, 8, 8), K, "digits")
+BASE = {"arch": "mlp", "d_hidden": [32, 16], "g_hidden": [32], "z_dim": 8, "ema_decay": 0.9}
+EVERYTHING = {"minibatch_kernels": 6, "minibatch_kernel_dim": 3, "minibatch_stddev": True, "label_smoothing": 0.9,
+              "label_flip": 0.1, "hist_avg_weight": 0.01, "g_norm": "virtual_batch", "vbn_reference_size": 4,
+              "adversarial_loss": "non_saturating", "g_steps": 2}
+
+
+def _batch(seed: int, n: int = 12) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"x": torch.rand(n, 1, 8, 8, generator=g) * 2 - 1, "x_lab": torch.rand(n, 1, 8, 8, generator=g) * 2 - 1,
+            "y_lab": torch.randint(0, K, (n,), generator=g)}
+
+
+def _algo(seed: int = 0, **hp) -> ImprovedGAN:
+    torch.manual_seed(seed)
+    algo = ImprovedGAN(ImprovedGANConfig(**{**BASE, **hp}), INFO)
+    algo.initialize(_batch(100))
+    return algo
+
+
+def test_every_switch_on_trains_reports_and_checkpoints():
+    algo = _algo(**EVERYTHING)
+    assert algo.nets["D"].minibatch.mbd is not None and algo.nets["D"].minibatch.std
+    assert set(algo.history) == {"D", "G"}
+    g_before = [p.detach().clone() for p in algo.nets["G"].parameters()]
+    metrics = algo.train_step(_batch(1))
+    assert set(metrics) <= set(registry.metrics("improved_gan"))
+    assert {"loss/gen_fm", "loss/gen_adv", "loss/hist_avg_d", "loss/hist_avg_g"} <= set(metrics)
+    assert algo.history["G"].count == 1 + EVERYTHING["g_steps"] and algo.history["D"].count == 2
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, algo.nets["G"].parameters()))
+
+    buf = io.BytesIO()
+    torch.save(algo.state_dict(), buf)
+    buf.seek(0)
+    other = _algo(seed=1, **EVERYTHING)
+    other.load_state_dict(torch.load(buf, weights_only=False))
+    torch.testing.assert_close(other.nets["G"].z_ref, algo.nets["G"].z_ref)
+    torch.testing.assert_close(other.history["D"].penalty(), algo.history["D"].penalty())
+    torch.manual_seed(6)
+    step_a = algo.train_step(_batch(9))
+    torch.manual_seed(6)
+    assert other.train_step(_batch(9)) == step_a
+
+
+def test_adversarial_only_generator_and_no_labels():
+    algo = _algo(feature_matching=0, adversarial_loss="minimax", supervised=False)
+    metrics = algo.train_step(_batch(1))
+    assert "loss/sup" not in metrics and "loss/gen_fm" not in metrics and "loss/gen_adv" not in metrics
+    assert metrics["loss/disc"] == pytest.approx(metrics["loss/unsup"])
+
+
+def test_the_default_is_the_semi_supervised_model():
+    hp = ImprovedGANConfig()
+    assert (hp.minibatch_kernels, hp.minibatch_stddev, hp.label_smoothing, hp.label_flip, hp.hist_avg_weight,
+            hp.g_norm, hp.adversarial_loss, hp.feature_matching, hp.g_steps, hp.supervised, hp.sample_scores) == (
+        0, False, 1.0, 0.0, 0.0, "batch", "none", 1.0, 1, True, [])
+
+
+FULL = {"minibatch_kernels": 100, "label_smoothing": 0.9, "g_norm": "virtual_batch", "hist_avg_weight": 0.001,
+        "feature_matching": 0, "adversarial_loss": "minimax"}
+
+
+@pytest.mark.parametrize("variant", list(ABLATIONS))
+def test_ablation_variants_remove_one_technique(variant):
+    hp = ImprovedGANConfig(**FULL, ablation=variant)
+    r = hp.resolved()
+    assert r.ablation is None
+    assert (r.minibatch_kernels > 0) == (variant != "-MBF")
+    assert (r.label_smoothing < 1) == (variant != "-LS")
+    assert (r.g_norm == "virtual_batch") == (variant != "-VBN+BN")
+    assert r.supervised == (variant not in ("-L", "-L+HA"))
+    assert (r.hist_avg_weight > 0) == (variant == "-L+HA")
+    assert ImprovedGANConfig.model_validate(hp.model_dump()) == hp  # a resolved spec validates again unchanged
+
+
+def test_bad_switches_are_refused_naming_the_field():
+    with pytest.raises(ValidationError, match="feature_matching"):
+        ImprovedGANConfig(feature_matching=0)
+    with pytest.raises(ValidationError, match="label_smoothing"):
+        ImprovedGANConfig(label_smoothing=0.3)
+    with pytest.raises(ValidationError, match="label_flip"):
+        ImprovedGANConfig(label_flip=0.6)
+    with pytest.raises(ValidationError, match="minibatch_kernels.*g_norm"):
+        ImprovedGANConfig(ablation="-MBF", label_smoothing=0.9, hist_avg_weight=0.1)
+    with pytest.raises(ValidationError, match="sample_scores"):
+        ImprovedGANConfig(sample_scores=["classifier", "classifier"])
+
+
+def test_score_cadence_must_fit_the_budget(tmp_path):
+    base = config.load_run(SPECS / "digits.yaml").model_dump(mode="json")
+    base["hparams"].update(sample_scores=["classifier"], score_every=7)
+    with pytest.raises(config.SpecError, match="score_every: 7 does not divide budget.epochs"):
+        config.run_from_dict(base)
+    base["hparams"]["score_every"] = 20
+    assert config.run_from_dict(base).hparams["score_every"] == 20
+    base["hparams"]["score_every"] = 5  # eval_every is 10
+    with pytest.raises(config.SpecError, match="multiple of budget.eval_every"):
+        config.run_from_dict(base)
