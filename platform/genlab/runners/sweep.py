@@ -1,5 +1,7 @@
 """Sweeps: Ray Tune + OptunaSearch (TPE) + ASHA over a run spec, resumable, one MLflow parent run.
 
+A search space of choices only (an ablation table, a list of seeds) runs every combination first (``grid_points``).
+
 Each trial is a small driver function that applies its sampled values to the base run spec, validates it, and
 calls its kind's runner through the registry (generative: a ``TorchTrainer`` whose rank-0 metrics reach Tune
 through ``TuneReportCallback``; RL: the RLlib algorithm in the trial itself). A generative trial's driver holds
@@ -209,7 +211,8 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
                 param_space={path: _tune_domain(dim) for path, dim in spec.search_space.items()},
                 tune_config=tune.TuneConfig(
                     metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples, scheduler=scheduler,
-                    search_alg=ConcurrencyLimiter(OptunaSearch(seed=spec.seed), spec.max_concurrent),
+                    search_alg=ConcurrencyLimiter(OptunaSearch(seed=spec.seed, points_to_evaluate=grid_points(spec)),
+                                                  spec.max_concurrent),
                 ),
                 run_config=run_config,
             )
@@ -222,6 +225,18 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
         elif summary.trials and len(summary.failed) == len(summary.trials):
             parent.end_error = f"all {len(summary.trials)} trials failed; first error: {summary.failed[0].error}"
     return summary
+
+
+def grid_points(spec: SweepSpec) -> list[dict] | None:
+    """Every combination of the choices, in order, when the search space is choices only (an ablation table, seeds):
+    Optuna evaluates these first, so ``num_samples`` = their number runs each once (TPE alone may repeat a choice
+    and miss another). None when a dimension is a range."""
+    import itertools
+
+    dims = spec.search_space
+    if not all(isinstance(d, config.Choice) for d in dims.values()):
+        return None
+    return [dict(zip(dims, values)) for values in itertools.product(*(d.choice for d in dims.values()))]
 
 
 def _release_autoscaling_requests(uri: str, experiment: str, sweep: str) -> None:
