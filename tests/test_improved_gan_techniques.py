@@ -319,3 +319,33 @@ def test_score_cadence_must_fit_the_budget(tmp_path):
     base["hparams"]["score_every"] = 5  # eval_every is 10
     with pytest.raises(config.SpecError, match="multiple of budget.eval_every"):
         config.run_from_dict(base)
+
+
+def test_the_ablation_and_seed_sweeps_run_every_value_once():
+    from genlab.runners.sweep import grid_points
+
+    for name in ("digits_ablation", "cifar10_ablation"):
+        sweep = config.load_sweep(SPECS / f"{name}.yaml")
+        points = grid_points(sweep)
+        assert [p["hparams.ablation"] for p in points] == list(ABLATIONS) and sweep.num_samples == len(points)
+        assert sweep.run.hparams["hist_avg_weight"] > 0 and sweep.scheduler.type == "fifo"
+    for name, n_labels in (("mnist", 10), ("svhn", 100), ("cifar10", 400)):
+        sweep = config.load_sweep(SPECS / f"{name}_seeds.yaml")
+        seeds = [p["data.seed"] for p in grid_points(sweep)]
+        assert len(set(seeds)) == len(seeds) == sweep.num_samples >= 5
+        assert sweep.run.data.labels_per_class == n_labels
+        paper = config.load_run(SPECS / f"{name}.yaml")
+        assert sweep.run.hparams == paper.hparams and sweep.run.budget.epochs == paper.budget.epochs
+    assert grid_points(config.load_sweep(SPECS / "digits_sweep.yaml")) is None  # ranges: Optuna's TPE decides
+
+
+def test_the_sample_quality_specs_are_the_papers_models():
+    cifar = config.load_run(SPECS / "cifar10_samples.yaml").hparams_obj()
+    assert (cifar.minibatch_kernels, cifar.minibatch_kernel_dim, cifar.g_steps, cifar.adversarial_loss,
+            cifar.feature_matching, cifar.label_smoothing, cifar.g_norm, cifar.hist_avg_weight) == (
+        100, 5, 3, "minimax", 0, 0.9, "virtual_batch", 0)
+    assert (cifar.lr, cifar.lr_decay_start, cifar.lr_decay_epochs, cifar.conv_input_noise, cifar.input_dropout) == (
+        0.0003, 800, 400, 0.2, 0)
+    assert cifar.sample_scores == ["inception"] and cifar.score_samples == 50000
+    mnist = config.load_run(SPECS / "mnist_samples.yaml").hparams_obj()
+    assert mnist.minibatch_kernels == 100 and mnist.g_steps == 3 and mnist.sample_scores == ["classifier"]
