@@ -349,3 +349,68 @@ def test_the_sample_quality_specs_are_the_papers_models():
     assert cifar.sample_scores == ["inception"] and cifar.score_samples == 50000
     mnist = config.load_run(SPECS / "mnist_samples.yaml").hparams_obj()
     assert mnist.minibatch_kernels == 100 and mnist.g_steps == 3 and mnist.sample_scores == ["classifier"]
+
+
+# ------------------------------------------------------------------------------ learning: sample quality
+
+
+def _train(spec: config.RunSpec) -> dict[str, float]:
+    """Train as the generative runner's worker loop does (same seeding), in this process; the final evaluation."""
+    from genlab import data
+
+    ds = data.load(spec.data)
+    torch.manual_seed(spec.seed)
+    algo = ImprovedGAN(spec.hparams_obj(), ds.info)
+    algo.set_evaluation_data(ds.train_x, ds.train_y)
+    args = dict(batch_size=spec.data.batch_size, seed=spec.seed, steps=spec.budget.steps_per_epoch)
+    algo.initialize(next(iter(data.batches(ds, epoch=0, **args))))
+    for epoch in range(1, spec.budget.epochs + 1):
+        torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009)
+        for batch in data.batches(ds, epoch=epoch, **args):
+            algo.train_step(batch)
+        algo.end_epoch(epoch)
+    return algo.evaluate(ds.test_x, ds.test_y)
+
+
+SCORED = ["hparams.sample_scores=[classifier]", "hparams.score_samples=1500", "hparams.score_classifier_steps=1000",
+          "budget.epochs=30", "budget.eval_every=30", "budget.checkpoint_every=30"]
+
+
+def sample_quality_pair(seed: int) -> tuple[dict, dict]:
+    """(full technique set, plain feature matching) after 30 epochs on digits with ``seed``: the learning test's runs.
+
+    full: digits_ablation.yaml's model as its "full" variant; plain: digits.yaml (feature matching, the
+    semi-supervised model); the same networks, data and labels."""
+    raw = config.load_sweep(SPECS / "digits_ablation.yaml").run.model_dump(mode="json")
+    for item in ["hparams.ablation=full", *SCORED, f"seed={seed}"]:
+        config.set_path(raw, *config.parse_override(item))
+    full = config.run_from_dict(raw)
+    fm = config.load_run(SPECS / "digits.yaml", [*SCORED, f"seed={seed}"])
+    return _train(full), _train(fm)
+
+
+@pytest.mark.slow
+def test_the_full_technique_set_gives_better_samples_than_feature_matching(tmp_path, monkeypatch):
+    """Digits, 30 epochs, classifier score of 1500 samples (the fallback, 1000-step score classifier).
+
+    Measured with this code over seeds 0-4 (one thread), full vs feature matching: classifier score 8.09 / 7.17,
+    8.17 / 7.08, 8.30 / 6.78, 7.99 / 6.71, 8.04 / 7.01 (margin 0.93 to 1.52; real test digits: 8.41); FCD 50.2 / 57.1,
+    74.3 / 63.4, 43.2 / 62.2, 79.4 / 65.5, 58.5 / 53.4: at 30 epochs the full set wins on FCD in 2 of 5 seeds only
+    (after 80 epochs it wins in each of 3 seeds: 37.5 / 74.8, 29.0 / 54.4, 27.8 / 62.8, scores 8.55-8.76 / 6.95-6.98),
+    so this asserts the score margin and only that the full set's FCD is not far worse (ratio <= 1.21 measured).
+    """
+    from algorithms.common import sample_quality
+
+    monkeypatch.setenv(sample_quality.CACHE_ENV, str(tmp_path))  # a fresh, deterministic score classifier
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as measured
+    try:
+        full, fm = sample_quality_pair(seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"digits, 30 epochs: classifier score full {full['eval/classifier_score']:.3f} vs feature matching "
+          f"{fm['eval/classifier_score']:.3f} (real {full['eval/classifier_score_real']:.3f}); FCD "
+          f"{full['eval/fcd']:.1f} vs {fm['eval/fcd']:.1f}")
+    assert full["eval/score_classifier_accuracy"] > 0.95
+    assert full["eval/classifier_score"] >= fm["eval/classifier_score"] + 0.5
+    assert full["eval/fcd"] <= 1.5 * fm["eval/fcd"]
