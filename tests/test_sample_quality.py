@@ -16,7 +16,7 @@ from algorithms.improved_gan.algorithm import ImprovedGAN
 from algorithms.improved_gan.config import CLASSIFIER_SCORE_METRICS, INCEPTION_METRICS, ImprovedGANConfig
 from genlab import config, preflight
 from genlab.algorithm import DataInfo
-from genlab.errors import SpecError
+from genlab.errors import NotRetryable, SpecError
 
 SPECS = ROOT / "sweeps" / "improved_gan"
 
@@ -116,6 +116,10 @@ def test_a_missing_weights_file_is_named_with_where_to_get_it(tmp_path):
         sq.InceptionFeatures(str(missing))
     with pytest.raises(FileNotFoundError, match="no weights file is named.*GENLAB_INCEPTION_WEIGHTS"):
         sq.InceptionFeatures(None)
+    # A worker whose node lacks the file fails the run at its start, without retries (NotRetryable).
+    with pytest.raises(sq.MissingWeights, match=f"hparams.inception_weights: {missing} does not exist"):
+        ImprovedGAN(ImprovedGANConfig(**SMALL, sample_scores=["inception"], inception_weights=str(missing)), INFO)
+    assert issubclass(sq.MissingWeights, NotRetryable)
 
 
 def test_validate_refuses_a_missing_weights_file_before_ray(tmp_path, monkeypatch, random_inception_file):

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from algorithms.common import inception_weights
+from genlab.errors import NotRetryable
 
 CACHE_ENV = "GENLAB_CACHE"
 CLASSIFIER_VERSION = 1
@@ -42,6 +43,10 @@ CLASSIFIER_VERSION = 1
 
 FeatureFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """Images in [-1, 1] (N x C x H x W) -> (logits, features), both float32 on the CPU."""
+
+
+class MissingWeights(NotRetryable, FileNotFoundError):
+    """The Inception weights file is not there: a retry cannot fix it (the run fails at once, naming the file)."""
 
 
 # ----------------------------------------------------------------------------------------------- formulas
@@ -81,7 +86,7 @@ class InceptionFeatures:
     def __init__(self, weights: str | None, device: torch.device | str = "cpu", batch_size: int = 100):
         problem = inception_weights.problem(weights)
         if problem:
-            raise FileNotFoundError(f"Inception weights: {problem}")
+            raise MissingWeights(f"Inception weights: {problem}")
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["logits_unbiased", "2048"],

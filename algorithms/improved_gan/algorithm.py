@@ -62,6 +62,12 @@ class ImprovedGAN(GenerativeAlgorithm):
         self.ema = EMA(self.nets["D"], self.hp.ema_decay)
         self.history = ({k: HistoricalAverage(net) for k, net in self.nets.items()}
                         if self.hp.hist_avg_weight > 0 else {})
+        if "inception" in self.hp.sample_scores:  # fail at the start of the run, not at its first evaluation
+            from algorithms.common.inception_weights import problem
+            from algorithms.common.sample_quality import MissingWeights
+
+            if problem(self.hp.inception_weights):
+                raise MissingWeights(f"hparams.inception_weights: {problem(self.hp.inception_weights)}")
         self.epoch = 0
         self._eval_data: tuple[torch.Tensor, torch.Tensor] | None = None
         self._scorers: dict | None = None
