@@ -88,7 +88,9 @@ def discriminator_loss(
     labeled logits (``logits_lab`` None: the paper's "-L" ablation) L_supervised is 0.
     """
     l_unl, l_fake = unsupervised_logit(logits_unl), unsupervised_logit(logits_fake)
-    unsup = _bce(l_unl, real_target) + _bce(l_fake, fake_target)
+    # BCE(sigmoid(l), t) = softplus(l) - t l, summed in the order of the unsmoothed loss above (bit for bit the same)
+    unsup = -_mean_of_product(real_target, l_unl) + F.softplus(l_unl).mean() + F.softplus(l_fake).mean()
+    unsup = unsup - _mean_of_product(fake_target, l_fake)
     if logits_lab is None:
         sup = torch.zeros((), device=logits_unl.device, dtype=logits_unl.dtype)
         return unlabeled_weight * unsup, sup, unsup
@@ -96,9 +98,9 @@ def discriminator_loss(
     return sup + unlabeled_weight * unsup, sup, unsup
 
 
-def _bce(l: torch.Tensor, target: float | torch.Tensor) -> torch.Tensor:
-    """Mean of BCE(sigmoid(l), t) = softplus(l) - t l."""
-    return (F.softplus(l) - target * l).mean()
+def _mean_of_product(t: float | torch.Tensor, l: torch.Tensor) -> torch.Tensor:
+    """E[t l] for a target per example or one for all."""
+    return (t * l).mean() if isinstance(t, torch.Tensor) else t * l.mean()
 
 
 def real_fake_targets(
