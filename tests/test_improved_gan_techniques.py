@@ -307,6 +307,8 @@ def test_bad_switches_are_refused_naming_the_field():
         ImprovedGANConfig(ablation="-MBF", label_smoothing=0.9, hist_avg_weight=0.1)
     with pytest.raises(ValidationError, match="sample_scores"):
         ImprovedGANConfig(sample_scores=["classifier", "classifier"])
+    with pytest.raises(ValidationError, match="score_samples: 15 samples cannot fill 10 splits"):
+        ImprovedGANConfig(score_samples=15)
 
 
 def test_score_cadence_must_fit_the_budget(tmp_path):

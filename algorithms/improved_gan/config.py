@@ -203,6 +203,9 @@ class ImprovedGANConfig(Hparams):
             if missing:
                 raise ValueError(f"ablation: {self.ablation} removes one technique from the full model that the spec "
                                  f"sets, but the spec leaves off: {', '.join(missing)}")
+        if self.score_samples < 2 * self.score_splits:
+            raise ValueError(f"score_samples: {self.score_samples} samples cannot fill {self.score_splits} splits "
+                             "(score_splits) of at least 2; raise score_samples or lower score_splits")
         if self.inception_weights is None and "inception" in self.sample_scores:
             self.inception_weights = inception_weights.from_env()
         if self.lr_decay_start > 0 and self.lr_decay_epochs == 0:
