@@ -184,7 +184,7 @@ def test_evaluation_reports_the_classifier_scores_at_their_cadence(tmp_path, mon
     x, y = _digits()
     torch.manual_seed(0)
     algo = ImprovedGAN(ImprovedGANConfig(**SMALL, sample_scores=["classifier"], score_every=2, score_samples=200,
-                                         score_classifier_steps=120), INFO)
+                                         score_classifier_steps=80), INFO)
     with pytest.raises(RuntimeError, match="set_evaluation_data"):
         algo.evaluate(x[:50], y[:50])
     algo.set_evaluation_data(x[:300], y[:300])
@@ -207,11 +207,11 @@ def test_evaluation_reports_inception_score_and_fid(random_inception_file, monke
     monkeypatch.setenv(inception_weights.ENV, str(random_inception_file))
     x, y = _digits(60)
     torch.manual_seed(0)
-    hp = ImprovedGANConfig(**SMALL, sample_scores=["inception"], score_samples=8, score_splits=2)
+    hp = ImprovedGANConfig(**SMALL, sample_scores=["inception"], score_samples=4, score_splits=2)
     assert hp.inception_weights == str(random_inception_file)
     algo = ImprovedGAN(hp, INFO)
-    algo.set_evaluation_data(x[:8], y[:8])
+    algo.set_evaluation_data(x[:4], y[:4])
     algo.initialize({"x": x[:20]})
-    out = algo.evaluate(x[50:58], y[50:58])
+    out = algo.evaluate(x[50:54], y[50:54])
     assert set(INCEPTION_METRICS) <= set(out) and not set(CLASSIFIER_SCORE_METRICS) & set(out)
     assert out["eval/inception_score"] >= 1 and np.isfinite(out["eval/fid"])
