@@ -1,4 +1,4 @@
-"""``genlab``: train | sweep | expert | submit | runs | validate.
+"""``genlab``: train | sweep | expert | submit | runs | validate | load.
 
 Specs are loaded and validated (with ``--set`` overrides) before Ray starts; Ray is local unless
 ``RAY_ADDRESS`` names a cluster (inside a Ray job it always does). ``genlab submit`` sends a spec to a
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep of this name")
         s.add_argument("--num-cpus", type=float, default=None,
                        help="CPUs of the local Ray instance (default: all); ignored with RAY_ADDRESS")
+        if name == "sweep":
+            s.add_argument("--register", metavar="NAME", default=None,
+                           help="register the best trial's models in MLflow's Model Registry as NAME-<model>")
     e = spec_cmd("expert", "train a PPO expert to a target return and record its demonstrations")
     e.add_argument("--storage", default="results", help="demonstrations go to <storage>/experts/<name>")
     e.add_argument("--force", action="store_true", help="replace existing demonstrations of this name")
@@ -57,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
     r.add_argument("--max-runs", type=int, default=50)
     r.add_argument("--wide", action="store_true", help="every differing parameter and every metric, not cut to fit")
+    ld = sub.add_parser("load", help="load a finished run's trained model: sample images, or play episodes")
+    ld.add_argument("run_id")
+    ld.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
+    ld.add_argument("--out", default=None, help="generative runs: where to write a grid of samples (PNG)")
+    ld.add_argument("--num", type=int, default=64, help="generative runs: images in the grid")
+    ld.add_argument("--episodes", type=int, default=10, help="RL runs: greedy episodes to play")
     return p
 
 
@@ -113,14 +122,16 @@ def _storage(storage: str, uri: str) -> Path:
     return path
 
 
-def _where_next(storage: Path, uri: str) -> None:
+def _where_next(storage: Path, uri: str, experiment: str, run_id: str | None = None) -> None:
     print("\nWhere to look next:")
     print(f"  results (Ray Tune/Train, TensorBoard):  {storage}    tensorboard --logdir {storage}")
     if uri.startswith("sqlite:///"):
-        print(f"  MLflow UI:  mlflow ui --backend-store-uri {uri} --host 127.0.0.1   (then http://127.0.0.1:5000)")
-    else:
-        print(f"  MLflow: {uri}")
-    print("  compare runs:  genlab runs <experiment>")
+        print(f"  MLflow UI:  mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
+    print(f"  the runs, in MLflow's training view:  {tracking.ui_url(uri, experiment)}")
+    where = "" if uri.startswith("sqlite:///") else f" --tracking-uri {uri}"
+    print(f"  compare runs:  genlab runs {experiment}{where}")
+    if run_id:
+        print(f"  the trained model:  genlab load {run_id}")
 
 
 def cmd_train(args) -> int:
@@ -140,7 +151,7 @@ def cmd_train(args) -> int:
         if k in result.metrics:
             print(f"  {k:28s} {result.metrics[k]:.4g}")
     print(f"  MLflow run id: {result.mlflow_run_id}")
-    _where_next(storage, uri)
+    _where_next(storage, uri, spec.tracking.experiment, result.mlflow_run_id)
     return 0
 
 
@@ -155,6 +166,7 @@ def cmd_sweep(args) -> int:
     sweep.check_can_start(spec, storage, args.resume)
     _start_ray(args.num_cpus)
     summary = sweep.run(spec, storage_path=storage, resume=args.resume)
+    uri = tracking.resolve_uri(spec.run.tracking.uri)
     if summary.interrupted:
         print(f"\nSweep {spec.name} interrupted; finish it with:\n  genlab sweep {args.spec} "
               + " ".join(f"--set {o}" for o in args.overrides) + f" --storage {args.storage} --resume")
@@ -168,7 +180,10 @@ def cmd_sweep(args) -> int:
         print(f"\nBest trial: {best.trial_id}  {spec.metric}={best.best:.4g}")
         for k, v in sorted(best.params.items()):
             print(f"  {k} = {v}")
-    _where_next(summary.sweep_dir, tracking.resolve_uri(spec.run.tracking.uri))
+        if args.register:
+            for name, version in sweep.register_best(summary, spec, args.register):
+                print(f"  registered {name} version {version}  (mlflow.pytorch.load_model('models:/{name}/{version}'))")
+    _where_next(summary.sweep_dir, uri, spec.run.tracking.experiment, best.mlflow_run_id if best else None)
     return 0 if best is not None else 1
 
 
@@ -189,7 +204,7 @@ def cmd_expert(args) -> int:
     _start_ray(args.num_cpus)
     path = rl.expert(spec, out)
     print(f"\nDemonstrations: {path}   (use it as demos: {{path: {path}}})")
-    _where_next(out, tracking.resolve_uri(spec.tracking.uri))
+    _where_next(out, tracking.resolve_uri(spec.tracking.uri), spec.tracking.experiment)
     return 0
 
 
@@ -236,11 +251,43 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_load(args) -> int:
+    import numpy as np
+    import torch
+
+    from genlab import models
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    try:
+        spec = models.run_spec(uri, args.run_id)
+    except Exception as e:
+        raise SpecError(f"run {args.run_id}: no genlab run spec at {uri} ({type(e).__name__}); is the run id from "
+                        "`genlab runs` and the tracking URI the run's?") from None
+    print(f"run {args.run_id}: {spec.algorithm} on {spec.env.id if spec.env else spec.data.name}; MLflow models: "
+          + ", ".join(f"runs:/{args.run_id}/{m}" for m in models.model_names(uri, args.run_id)))
+    loaded = models.load(args.run_id, uri)
+    if spec.env is not None:
+        from genlab.rl.evaluation import rollout
+
+        with torch.no_grad():
+            returns = rollout(lambda obs: loaded(torch.as_tensor(obs, dtype=torch.float32)).numpy(), spec.env.id,
+                              args.episodes, seed=0)
+        print(f"{args.episodes} greedy episodes of {spec.env.id}: mean return {np.mean(returns):.4g} "
+              f"(std {np.std(returns):.3g})")
+        return 0
+    out = Path(args.out or f"{spec.name}-samples.png")
+    tracking.grid_image(loaded.sample(args.num)).save(out)
+    print(f"{args.num} samples -> {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Runs opened in other processes (sweep trials) record the command the user typed.
+    os.environ.setdefault(tracking.COMMAND_ENV, tracking.command())
     try:
         return {"train": cmd_train, "sweep": cmd_sweep, "expert": cmd_expert, "submit": cmd_submit,
-                "validate": cmd_validate, "runs": cmd_runs}[args.command](args)
+                "validate": cmd_validate, "runs": cmd_runs, "load": cmd_load}[args.command](args)
     except SpecError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
         return 2

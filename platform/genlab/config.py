@@ -93,6 +93,10 @@ class TrackingSpec(Strict):
     """MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db."""
     experiment: str = Field(default="genlab", min_length=1)
     """MLflow experiment that holds the runs."""
+    system_metrics: bool = True
+    """Record CPU, memory, disk, network and GPU use of the process that trains (rank 0) every 10 s."""
+    log_models: bool = True
+    """Log the trained networks as MLflow models at the end of the run (`mlflow.pytorch.load_model`)."""
 
 
 class EnvSpec(Strict):
