@@ -74,8 +74,11 @@ def client(uri: str):
 
 
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-"""MLflow 3's UI opens an experiment in its GenAI workspace (traces, token usage) unless the experiment says it is
-for model training; this tag (what the UI's own "Model training" type sets) opens it in the training view."""
+"""The tag with which MLflow 3 says an experiment is for model training, not GenAI. Checked in a browser against
+MLflow 3.17.2: its UI still opens every experiment in the workspace of its GenAI / Model training toggle (GenAI
+unless the browser remembers otherwise), tag or not; ``?workflowType=machine_learning`` in the URL switches it, so
+genlab prints URLs with it (:func:`ui_url`). The tag stays: it is how MLflow's API and later UIs tell the kinds
+apart."""
 
 
 def experiment_id(uri: str, name: str) -> str:
