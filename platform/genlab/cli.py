@@ -1,4 +1,4 @@
-"""``genlab``: train | sweep | expert | submit | runs | validate | load.
+"""``genlab``: train | sweep | study | expert | submit | validate | runs | report | load.
 
 Specs are loaded and validated (with ``--set`` overrides) before Ray starts; Ray is local unless
 ``RAY_ADDRESS`` names a cluster (inside a Ray job it always does). ``genlab submit`` sends a spec to a
@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a field, e.g. --set hparams.lr=1e-3 (repeatable; validated like the file)")
         return s
 
-    for name, help in (("train", "train one run on Ray Train"), ("sweep", "run a Tune + Optuna + ASHA sweep")):
+    for name, help in (("train", "train one run (Ray Train, or RLlib for RL methods)"),
+                       ("sweep", "run a Tune + Optuna + ASHA sweep"),
+                       ("study", "run a study: every arm x every seed, tagged with the paper claims it measures")):
         s = spec_cmd(name, help)
         s.add_argument("--storage", default=os.environ.get(STORAGE_ENV, "results"),
                        help=f"results folder (default: ${STORAGE_ENV}, else ./results); on a multi-node cluster a "
@@ -60,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
     r.add_argument("--max-runs", type=int, default=50)
     r.add_argument("--wide", action="store_true", help="every differing parameter and every metric, not cut to fit")
+    rp = sub.add_parser("report", help="the paper-vs-ours page of a study, from MLflow (Markdown and HTML)")
+    rp.add_argument("study", help="the study's name (its MLflow parent run)")
+    rp.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
+    rp.add_argument("--out", default=None, help="folder for report.md, images/, report.html (default: report-<study>)")
     ld = sub.add_parser("load", help="load a finished run's trained model: sample images, or play episodes")
     ld.add_argument("run_id")
     ld.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
@@ -187,6 +193,43 @@ def cmd_sweep(args) -> int:
     return 0 if best is not None else 1
 
 
+def cmd_study(args) -> int:
+    from genlab import studies
+    from genlab.runners import study as study_runner
+
+    spec = studies.load(args.spec, args.overrides)
+    for arm in spec.arms:
+        _preflight(arm.run, args)
+    uri = tracking.resolve_uri(spec.tracking.uri)
+    storage = _storage(args.storage, uri)
+    from genlab.runners import storage as run_storage
+
+    run_storage.check_can_start("study", storage, spec.name, args.resume)
+    _start_ray(args.num_cpus)
+    summary = study_runner.run(spec, storage_path=storage, resume=args.resume)
+    if summary.interrupted:
+        print(f"\nStudy {spec.name} interrupted; finish it with: genlab study {args.spec} --storage {args.storage} "
+              "--resume")
+        return 130
+    print(f"\nStudy {spec.name}: {summary.runs} runs ({len(spec.arms)} arms x {len(spec.seeds)} seeds), "
+          f"{len(summary.failed)} failed")
+    for line in summary.failed:
+        print(f"  failed: {line}")
+    print(f"\nThe paper-vs-ours page:  genlab report {spec.name}" + ("" if uri.startswith("sqlite:///") else
+                                                                      f" --tracking-uri {uri}"))
+    _where_next(summary.study_dir, uri, spec.tracking.experiment)
+    return 0 if len(summary.failed) < summary.runs else 1
+
+
+def cmd_report(args) -> int:
+    from genlab import report
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    md, page = report.build(uri, args.study, Path(args.out or f"report-{args.study}"))
+    print(f"{md}\n{page}   (self-contained: open it in a browser)")
+    return 0
+
+
 def _command_for(spec) -> str:
     return {config.RunSpec: "train", config.SweepSpec: "sweep", config.ExpertSpec: "expert"}[type(spec)]
 
@@ -236,6 +279,14 @@ def cmd_submit(args) -> int:
 def cmd_validate(args) -> int:
     import yaml
 
+    from genlab import studies
+
+    if studies.is_study(config.read_yaml(args.spec)):
+        spec = studies.load(args.spec, args.overrides)
+        for arm in spec.arms:
+            _preflight(arm.run, args)
+        print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
+        return 0
     spec = config.load_any(args.spec, args.overrides)
     _preflight(spec, args)
     print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
@@ -286,8 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     # Runs opened in other processes (sweep trials) record the command the user typed.
     os.environ.setdefault(tracking.COMMAND_ENV, tracking.command())
     try:
-        return {"train": cmd_train, "sweep": cmd_sweep, "expert": cmd_expert, "submit": cmd_submit,
-                "validate": cmd_validate, "runs": cmd_runs, "load": cmd_load}[args.command](args)
+        return {"train": cmd_train, "sweep": cmd_sweep, "study": cmd_study, "expert": cmd_expert,
+                "submit": cmd_submit, "validate": cmd_validate, "runs": cmd_runs, "report": cmd_report,
+                "load": cmd_load}[args.command](args)
     except SpecError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
         return 2

@@ -289,8 +289,10 @@ class SweepSpec(Strict):
     max_concurrent: PositiveInt = 2
     """Trials running at once (each also needs its run's resources)."""
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    search: Literal["tpe", "random"] = "tpe"
+    """How trials are proposed: Optuna's TPE (learns from finished trials) or plain random sampling (the baseline)."""
     seed: NonNegativeInt = 0
-    """Seed of the Optuna TPE sampler."""
+    """Seed of the sampler (TPE or random)."""
 
     @field_validator("search_space", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""Sweeps: Ray Tune + OptunaSearch (TPE) + ASHA over a run spec, resumable, one MLflow parent run.
+"""Sweeps: Ray Tune + OptunaSearch (TPE, or random search) + ASHA over a run spec, resumable, one MLflow parent run.
 
 Each trial is a small driver function that applies its sampled values to the base run spec, validates it, and
 calls its kind's runner through the registry (generative: a ``TorchTrainer`` whose rank-0 metrics reach Tune
@@ -176,7 +176,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
     """Run (or with ``resume=True`` finish) the sweep; returns its summary."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     sweep_dir = check_can_start(spec, Path(storage_path), resume)
@@ -210,7 +210,9 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
                 param_space={path: _tune_domain(dim) for path, dim in spec.search_space.items()},
                 tune_config=tune.TuneConfig(
                     metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples, scheduler=scheduler,
-                    search_alg=ConcurrencyLimiter(OptunaSearch(seed=spec.seed), spec.max_concurrent),
+                    search_alg=(ConcurrencyLimiter(OptunaSearch(seed=spec.seed), spec.max_concurrent)
+                                if spec.search == "tpe" else
+                                BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)),
                 ),
                 run_config=run_config,
             )
