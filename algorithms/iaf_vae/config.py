@@ -17,6 +17,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
+from genlab.errors import SpecError
 from genlab.hparams import Hparams
 
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -88,18 +89,20 @@ class IAFVAEConfig(Hparams):
 
     @model_validator(mode="after")
     def _consistent(self) -> IAFVAEConfig:
-        if self.free_bits_groups is not None and self.arch != "resnet" and self.z_dim % self.free_bits_groups:
-            raise ValueError(f"free_bits_groups: {self.free_bits_groups} does not divide z_dim={self.z_dim}; "
-                             "choose a divisor of z_dim (groups are equal slices of the latent vector)")
+        """Problems between fields, one line each starting with the field (a SpecError keeps the field's path)."""
+        problems = []
         if self.free_bits_groups is not None and self.arch == "resnet":
-            raise ValueError("free_bits_groups: the resnet model has one group per stochastic feature map "
-                             "(as the reference code); remove free_bits_groups")
-        if self.arch == "mlp" and not self.mlp_hidden:
-            raise ValueError("mlp_hidden: the mlp encoder needs at least one hidden layer")
-        if self.arch == "conv" and not self.conv_channels:
-            raise ValueError("conv_channels: the conv model needs at least one stage")
-        if self.arch == "resnet" and not self.res_levels:
-            raise ValueError("res_levels: the resnet model needs at least one level of stochastic layers")
+            problems.append("free_bits_groups: the resnet model has one free-bits group per stochastic feature map "
+                            "of each layer (as the reference code); remove free_bits_groups")
+        elif self.free_bits_groups is not None and self.z_dim % self.free_bits_groups:
+            problems.append(f"free_bits_groups: {self.free_bits_groups} does not divide z_dim={self.z_dim}; choose "
+                            "a divisor of z_dim (the groups are equal slices of the latent vector)")
+        empty = {"mlp": ("mlp_hidden", self.mlp_hidden), "conv": ("conv_channels", self.conv_channels),
+                 "resnet": ("res_levels", self.res_levels)}[self.arch]
+        if not empty[1]:
+            problems.append(f"{empty[0]}: the {self.arch} model needs at least one entry")
+        if problems:
+            raise SpecError("\n".join(problems))
         return self
 
     def check_run(self, run) -> list[str]:
