@@ -29,7 +29,9 @@ MAX_EVAL_SAMPLES = 10_000
 
 
 class IAFVAEConfig(Hparams):
-    metrics: ClassVar[tuple[str, ...]] = EVAL_METRICS + TRAIN_METRICS
+    metrics: ClassVar[tuple[str, ...]] = (  # the first six eval/loss names make the progress line
+        "eval/log_px", "eval/elbo", "eval/kl", "eval/bits_per_dim", "loss/neg_elbo", "loss/kl",
+        "eval/recon", "eval/elbo_bits_per_dim", "loss/objective", "loss/recon", "loss/bits_per_dim")
     uses_labels: ClassVar[bool] = False
 
     arch: Literal["mlp", "conv", "resnet"] = "mlp"
