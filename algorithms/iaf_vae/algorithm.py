@@ -140,6 +140,14 @@ class IAFVAE(GenerativeAlgorithm):
             grids["reconstructions"] = ImageGrid(pairs, nrow=10)
         return grids
 
+    def models(self) -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
+        """The decoder (averaged weights) from z ~ N(0, I) to images, for the one-latent models (mlp, conv); the
+        ResNet VAE's stacked latents have no single input to hand a user."""
+        vae = self.ema.average
+        if not isinstance(vae, nets.LatentVAE):
+            return {}
+        return {"decoder": (nets.ImageDecoder(vae), torch.zeros(4, vae.z_dim, device=self.device))}
+
     def extra_state(self) -> dict:
         return {"ema": self.ema.state_dict()}
 

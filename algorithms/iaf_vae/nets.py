@@ -259,6 +259,18 @@ class LatentVAE(nn.Module):
         return self.likelihood.image(self.decoder(z))
 
 
+class ImageDecoder(nn.Module):
+    """A latent-vector VAE's decoder as the model users load: z (N x z_dim, prior N(0, I)) -> the mean of p(x|z)
+    as images in [-1, 1]."""
+
+    def __init__(self, vae: LatentVAE):
+        super().__init__()
+        self.decoder, self.likelihood = vae.decoder, vae.likelihood
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.likelihood.image(self.decoder(z))
+
+
 # ---------------------------------------------------------------------- hierarchical ResNet VAE
 
 
