@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -210,8 +211,11 @@ def _inject_nan(cfg: dict, step: int) -> bool:
 
 
 def _say(rank: int, text: str) -> None:
+    """Rank 0's progress line. Written to the stream, not print()ed: Ray Train patches print in its workers to
+    both log and echo it, which showed every line twice in the driver's output."""
     if rank == 0:
-        print(f"[genlab] {text}", flush=True)
+        sys.stdout.write(f"[genlab] {text}\n")
+        sys.stdout.flush()
 
 
 # ------------------------------------------------------------------------------------------- driver
