@@ -46,8 +46,9 @@ def ray_local():
     """
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR",
-             runtime_env={"env_vars": genlab.RAY_ENV_VARS})
+    from genlab.cli import local_ray_options
+
+    ray.init(logging_level="ERROR", **local_ray_options(2, {"env_vars": genlab.RAY_ENV_VARS}))
     yield
     ray.shutdown()
 

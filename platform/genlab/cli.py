@@ -88,14 +88,33 @@ def _start_ray(num_cpus: float | None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ctx = ray.init(runtime_env=runtime_env)
     else:
-        # The dashboard is not optional: Ray Train's placement-group cleaner asks its state API, and
-        # without it the resources of trials that ASHA stops are never released. It binds 127.0.0.1.
-        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, runtime_env=runtime_env)
+        ctx = ray.init(**local_ray_options(num_cpus, runtime_env))
     import genlab
 
     print(f"[genlab] genlab {genlab.__version__} from {tracking.code_path()}", flush=True)
     if ctx.dashboard_url:
         print(f"[genlab] Ray dashboard: http://{ctx.dashboard_url}", flush=True)
+
+
+def local_ray_options(num_cpus: float | None, runtime_env: dict) -> dict:
+    """``ray.init`` arguments for a local Ray of this process's own, whatever else runs on the machine.
+
+    The dashboard is not optional: Ray Train's placement-group cleaner asks its state API, and without it the
+    resources of trials that ASHA stops are never released. The cleaner finds that API from its environment;
+    with another Ray instance on the same machine it cannot tell which one is ours and fails ("Found multiple
+    active Ray instances"), so every Ray process is told our dashboard's address. It binds 127.0.0.1.
+    """
+    import socket
+
+    port = 8265
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) == 0:  # taken (another Ray's dashboard): any free port
+            with socket.socket() as free:
+                free.bind(("127.0.0.1", 0))
+                port = free.getsockname()[1]
+    env_vars = {**runtime_env.get("env_vars", {}), "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+    return {"address": "local", "num_cpus": num_cpus, "include_dashboard": True, "dashboard_port": port,
+            "runtime_env": {**runtime_env, "env_vars": env_vars}}
 
 
 def _preflight(spec, args, cluster: bool | None = None) -> None:

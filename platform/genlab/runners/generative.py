@@ -85,6 +85,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     from ray.train.torch import prepare_model
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one progress line per epoch is ours
+    ray_compat.quiet_train_reports()
     spec = config.run_from_dict(cfg["spec"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
