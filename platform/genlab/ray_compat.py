@@ -167,6 +167,8 @@ def check() -> list[str]:
     checked.append("TrainAutoscalingCoordinatorClient.cancel_resource_request")
     torch_trainer_class(lambda e: False)
     checked.append("TorchTrainer failure policy")
+    quiet_train_reports()
+    checked.append("Train report logger")
     with _guard("Learner._learner_connector", "to insert reward pieces"):
         from ray.rllib.core.learner.learner import Learner
 
