@@ -101,7 +101,7 @@ class TrackingSpec(Strict):
 
 class EnvSpec(Strict):
     id: str
-    """Gymnasium environment id, e.g. Pendulum-v1, Hopper-v5 (MuJoCo)."""
+    """Gymnasium environment id, e.g. Pendulum-v1, Hopper-v5 (MuJoCo), or genlab's (genlab.envs)."""
     num_envs: PositiveInt = 16
     """Vectorized copies of the env sampled per iteration."""
 
@@ -109,6 +109,8 @@ class EnvSpec(Strict):
     @classmethod
     def _registered(cls, v: str) -> str:
         import gymnasium as gym
+
+        import genlab.envs  # noqa: F401  (registers genlab's own env ids)
 
         if v not in gym.registry:
             close = [k for k in gym.registry if k.split("-")[0].lower() == v.split("-")[0].lower()]

@@ -36,6 +36,7 @@ ALGORITHMS: dict[str, Entry] = {
     "iaf_vae": Entry("generative", "algorithms.iaf_vae.config:IAFVAEConfig", "algorithms.iaf_vae.algorithm:IAFVAE"),
     "gail": Entry("rl", "algorithms.gail.config:GAILHparams", "algorithms.gail.rllib:build_config",
                   needs_demos=True, uses_ppo=True),
+    "vime": Entry("rl", "algorithms.vime.config:VIMEHparams", "algorithms.vime.rllib:build_config", uses_ppo=True),
     "bc": Entry("rl", "algorithms.bc.config:BCHparams", "algorithms.bc.algorithm:build_config", needs_demos=True),
 }
 

@@ -25,15 +25,15 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from genlab import ray_compat
 
 RewardFn = Callable[[RLModule, dict[str, torch.Tensor]], torch.Tensor]
-"""(learner-only module, its batch: OBS, ACTIONS[, NEXT_OBS], LOSS_MASK) -> one value per row."""
+"""(learner-only module, its batch: OBS, ACTIONS, REWARDS (the env's), LOSS_MASK[, NEXT_OBS]) -> one value per row."""
 
 
 class ModuleReward(ConnectorV2):
     """Rewrites ``batch[DEFAULT_MODULE_ID][REWARDS]`` from ``reward_fn(module, columns)`` computed without gradients.
 
     ``mode="replace"``: r ← value; ``mode="add"``: r ← r + value. It also hands the module its own batch (the
-    policy's OBS, ACTIONS, LOSS_MASK and, with ``next_obs=True``, NEXT_OBS), so that the module trains on the
-    policy's samples, and logs ``(module_id, "reward_mean")`` (the mean value over the valid rows).
+    policy's OBS, ACTIONS, env REWARDS, LOSS_MASK and, with ``next_obs=True``, NEXT_OBS), so that the module trains
+    on the policy's samples, and logs ``(module_id, "reward_mean")`` (the mean value over the valid rows).
     """
 
     def __init__(self, input_observation_space: gym.Space | None = None, input_action_space: gym.Space | None = None,
@@ -48,7 +48,8 @@ class ModuleReward(ConnectorV2):
         policy = batch[DEFAULT_MODULE_ID]
         env_rewards = policy[Columns.REWARDS]
         mask = policy.get(Columns.LOSS_MASK, torch.ones_like(env_rewards, dtype=torch.bool))
-        columns = {Columns.OBS: policy[Columns.OBS], Columns.ACTIONS: policy[Columns.ACTIONS], Columns.LOSS_MASK: mask}
+        columns = {Columns.OBS: policy[Columns.OBS], Columns.ACTIONS: policy[Columns.ACTIONS],
+                   Columns.REWARDS: env_rewards, Columns.LOSS_MASK: mask}
         if self.next_obs:
             columns[Columns.NEXT_OBS] = policy[Columns.NEXT_OBS]
         with torch.no_grad():

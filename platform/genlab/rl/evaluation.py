@@ -16,6 +16,8 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
 
+import genlab.envs  # noqa: F401  (genlab's env ids, made here by gym.make)
+
 Policy = Callable[[np.ndarray], np.ndarray]
 """A batch of observations (num_envs, *obs_shape) -> a batch of env actions."""
 
