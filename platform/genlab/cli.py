@@ -102,16 +102,15 @@ def local_ray_options(num_cpus: float | None, runtime_env: dict) -> dict:
     The dashboard is not optional: Ray Train's placement-group cleaner asks its state API, and without it the
     resources of trials that ASHA stops are never released. The cleaner finds that API from its environment;
     with another Ray instance on the same machine it cannot tell which one is ours and fails ("Found multiple
-    active Ray instances"), so every Ray process is told our dashboard's address. It binds 127.0.0.1.
+    active Ray instances"), so every Ray process is told our dashboard's address. The dashboard gets a free port
+    of its own (Ray's default 8265 may belong to another Ray; with a port given, Ray does not look further); genlab
+    prints its URL. It binds 127.0.0.1.
     """
     import socket
 
-    port = 8265
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", port)) == 0:  # taken (another Ray's dashboard): any free port
-            with socket.socket() as free:
-                free.bind(("127.0.0.1", 0))
-                port = free.getsockname()[1]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
     env_vars = {**runtime_env.get("env_vars", {}), "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
     return {"address": "local", "num_cpus": num_cpus, "include_dashboard": True, "dashboard_port": port,
             "runtime_env": {**runtime_env, "env_vars": env_vars}}
