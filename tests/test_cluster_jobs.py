@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 from genlab import jobs, tracking
 from genlab.runners import generative as train
@@ -37,12 +36,6 @@ BIN = Path(sys.executable).parent
 SWEEP = "sweeps/improved_gan/digits_sweep.yaml"
 TINY = ["--set", "run.budget.epochs=2", "--set", "num_samples=2", "--set", "scheduler.grace_period=1",
         "--set", "run.hparams.d_hidden=[128, 64]", "--set", "run.hparams.g_hidden=[64]"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RayHead:
@@ -156,24 +149,6 @@ def head_factory():
     yield make
     for h in heads:
         h.stop()
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = free_port()
-    env = {**os.environ, "GENLAB_MLFLOW_HOST": "127.0.0.1", "GENLAB_MLFLOW_PORT": str(port),
-           "GENLAB_MLFLOW_DIR": str(tmp_path / "mlflow"), "MLFLOW_BIN": str(BIN / "mlflow")}
-    out = subprocess.run(["bash", ROOT / "cluster" / "start_mlflow.sh"], env=env, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    uri = out.stdout.strip().splitlines()[-1]
-    assert uri == f"http://127.0.0.1:{port}"
-    yield uri
-    server = psutil.Process(int((tmp_path / "mlflow" / "server.pid").read_text()))
-    procs = [server, *server.children(recursive=True)]
-    for p in procs:
-        p.terminate()
-    psutil.wait_procs(procs, timeout=10)
 
 
 def trial_runs(uri: str, experiment: str) -> list:

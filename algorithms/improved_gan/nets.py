@@ -167,3 +167,14 @@ class ConvGenerator(_WithReference):
         for m in self.net:
             if isinstance(m, (nn.Linear, nn.ConvTranspose2d)):
                 nn.init.normal_(m.weight, std=0.05)
+
+
+class Classifier(nn.Module):
+    """A discriminator as the K-class classifier users load: images in [-1, 1] -> the K class logits."""
+
+    def __init__(self, discriminator: nn.Module):
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(x)[0]

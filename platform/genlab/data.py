@@ -12,6 +12,7 @@ labels per class). ``batches(...)`` yields one epoch of one worker's batches.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Iterator
@@ -75,6 +76,19 @@ def load(spec: DataSpec) -> ImageData:
 def info(spec: DataSpec) -> DataInfo:
     """What an algorithm may know of ``spec``'s data, without reading it."""
     return DataInfo(shape=DATA_SHAPES[spec.name], num_classes=NUM_CLASSES, name=spec.name)
+
+
+def digest(data: ImageData) -> str:
+    """A short content hash of the dataset (images, labels, the labeled subset): equal data, equal digest."""
+    h = hashlib.sha256()
+    for t in (data.train_x, data.train_y, data.test_x, data.test_y, data.labeled_idx):
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def source(spec: DataSpec) -> str:
+    """Where the data came from: the local root of a torchvision dataset, or the package that ships it."""
+    return "sklearn.datasets:load_digits" if spec.name == "digits" else str(root(spec).resolve())
 
 
 def steps_per_epoch(data: ImageData, batch_size: int, world_size: int, steps: int | None = None) -> int:
