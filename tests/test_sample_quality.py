@@ -21,6 +21,15 @@ from genlab.errors import NotRetryable, SpecError
 SPECS = ROOT / "sweeps" / "improved_gan"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These nets are small: one thread is fastest, and on a shared 2-core machine a second one mostly spins."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------------------------ formulas
 
 
@@ -68,6 +77,21 @@ def test_score_formula_by_hand():
     py = p.mean(0)
     expected = torch.exp((p * (p.log() - py.log())).sum(1).mean()).item()
     assert sq.score_from_logits(logits, splits=1)[0] == pytest.approx(expected)
+
+
+def test_frechet_distance_runs_on_as_many_blas_threads_as_torch(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen, real = [], sq.frechet_distance
+    monkeypatch.setattr(sq, "frechet_distance", lambda a, b: seen.append(blas_threads()) or real(a, b))
+    before = blas_threads()
+    assert before, "NumPy's BLAS is not seen by threadpoolctl"
+    scorer = sq.SampleScorer(lambda x: (x.flatten(1)[:, :3], x.flatten(1)), torch.randn(50, 1, 2, 2))
+    scorer.score(torch.randn(40, 1, 2, 2))  # torch has 1 thread here (the fixture)
+    assert seen == [[1] * len(before)] and blas_threads() == before  # limited while scoring, restored after
 
 
 # ------------------------------------------------------------------------------------------ Inception
