@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
 import torch
 import yaml
 from conftest import ROOT
@@ -17,6 +18,15 @@ RUN = {"name": "ens", "algorithm": "improved_gan",
        "hparams": {"arch": "mlp", "d_hidden": [32, 16], "g_hidden": [32], "z_dim": 8, "ema_decay": 0.5},
        "data": {"name": "digits", "labels_per_class": 10, "batch_size": 50, "seed": 0},
        "budget": {"epochs": 1}}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These nets are small: one thread is fastest, and on a shared 2-core machine a second one mostly spins."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _script():

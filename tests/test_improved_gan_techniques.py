@@ -31,6 +31,15 @@ K = 10
 SPECS = ROOT / "sweeps" / "improved_gan"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These nets are small: one thread is fastest, and on a shared 2-core machine a second one mostly spins."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------------ minibatch discrimination
 
 
@@ -404,12 +413,7 @@ def test_the_full_technique_set_gives_better_samples_than_feature_matching(tmp_p
     from algorithms.common import sample_quality
 
     monkeypatch.setenv(sample_quality.CACHE_ENV, str(tmp_path))  # a fresh, deterministic score classifier
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as measured
-    try:
-        full, fm = sample_quality_pair(seed=0)
-    finally:
-        torch.set_num_threads(threads)
+    full, fm = sample_quality_pair(seed=0)  # one thread (the fixture), as measured
     print(f"digits, 30 epochs: classifier score full {full['eval/classifier_score']:.3f} vs feature matching "
           f"{fm['eval/classifier_score']:.3f} (real {full['eval/classifier_score_real']:.3f}); FCD "
           f"{full['eval/fcd']:.1f} vs {fm['eval/fcd']:.1f}")
