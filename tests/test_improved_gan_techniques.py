@@ -350,6 +350,25 @@ def test_the_ablation_and_seed_sweeps_run_every_value_once():
     assert grid_points(config.load_sweep(SPECS / "digits_sweep.yaml")) is None  # ranges: Optuna's TPE decides
 
 
+def test_the_sweeps_searcher_proposes_every_ablation_variant_once_in_order():
+    """The searcher ``genlab sweep`` hands Tune, driven as Tune drives it (no Ray needed to ask it for trials)."""
+    from ray.tune.search import BasicVariantGenerator
+
+    from genlab.runners.sweep import _tune_domain, search_algorithm
+
+    sweep = config.load_sweep(SPECS / "digits_ablation.yaml")
+    searcher = search_algorithm(sweep)
+    searcher.set_search_properties(sweep.metric, sweep.mode,
+                                   {p: _tune_domain(d) for p, d in sweep.search_space.items()})
+    proposed = []
+    for i in range(sweep.num_samples):
+        proposed.append(searcher.suggest(f"t{i}")["hparams.ablation"])
+        searcher.on_trial_complete(f"t{i}", {sweep.metric: 9.0 - i})  # TPE would favour the first ones
+    assert proposed == list(ABLATIONS)
+    random = config.load_sweep(SPECS / "digits_ablation.yaml", ["search=random"])
+    assert isinstance(search_algorithm(random), BasicVariantGenerator)  # the baseline stays plain random sampling
+
+
 def test_the_sample_quality_specs_are_the_papers_models():
     cifar = config.load_run(SPECS / "cifar10_samples.yaml").hparams_obj()
     assert (cifar.minibatch_kernels, cifar.minibatch_kernel_dim, cifar.g_steps, cifar.adversarial_loss,

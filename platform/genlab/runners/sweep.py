@@ -179,8 +179,6 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
     """Run (or with ``resume=True`` finish) the sweep; returns its summary."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     sweep_dir = check_can_start(spec, Path(storage_path), resume)
     uri = tracking.resolve_uri(spec.run.tracking.uri)
@@ -213,10 +211,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
                 param_space={path: _tune_domain(dim) for path, dim in spec.search_space.items()},
                 tune_config=tune.TuneConfig(
                     metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples, scheduler=scheduler,
-                    search_alg=(ConcurrencyLimiter(OptunaSearch(seed=spec.seed, points_to_evaluate=grid_points(spec)),
-                                                   spec.max_concurrent)
-                                if spec.search == "tpe" else
-                                BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)),
+                    search_alg=search_algorithm(spec),
                 ),
                 run_config=run_config,
             )
@@ -229,6 +224,17 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
         elif summary.trials and len(summary.failed) == len(summary.trials):
             parent.end_error = f"all {len(summary.trials)} trials failed; first error: {summary.failed[0].error}"
     return summary
+
+
+def search_algorithm(spec: SweepSpec):
+    """The Tune searcher of ``spec.search``: Optuna's TPE (a choices-only space's ``grid_points`` first), at most
+    ``max_concurrent`` trials at once; or plain random sampling."""
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    if spec.search == "random":
+        return BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)
+    return ConcurrencyLimiter(OptunaSearch(seed=spec.seed, points_to_evaluate=grid_points(spec)), spec.max_concurrent)
 
 
 def grid_points(spec: SweepSpec) -> list[dict] | None:
