@@ -265,9 +265,10 @@ def test_connector_rewrites_only_the_reward_column_right_before_gae():
     torch.testing.assert_close(gail_policy[Columns.REWARDS][mask], gail_reward(logits, "log_d")[mask])
     assert (gail_policy[Columns.REWARDS][mask] < 0).all()  # log D, not CartPole's +1
     assert torch.equal(gail_policy[Columns.REWARDS][~mask], plain_policy[Columns.REWARDS][~mask])
-    # D's own batch: the policy's pairs and mask.
-    for column in (Columns.OBS, Columns.ACTIONS, Columns.LOSS_MASK):
-        assert torch.equal(with_gail[DISC_ID][column], plain_policy[column])
+    # What the learner keeps for D's steps: the policy's valid pairs (outside RLlib's minibatches).
+    assert DISC_ID not in with_gail
+    for column in (Columns.OBS, Columns.ACTIONS):
+        assert torch.equal(learner.aux_data[DISC_ID][column], plain_policy[column][mask])
 
 
 # -------------------------------------------------------------------- (4) D steps per update, freezing

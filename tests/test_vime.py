@@ -197,9 +197,10 @@ def test_reward_piece_adds_the_normalized_bonus_to_the_valid_rows_only():
                         metrics=learner.metrics)
 
     out = run(first)  # the BNN has seen nothing yet: no bonus, the batch fills the pool
-    assert torch.equal(out[DEFAULT_MODULE_ID][Columns.REWARDS][out[BNN_ID][Columns.LOSS_MASK]],
-                       torch.ones(int(out[BNN_ID][Columns.LOSS_MASK].sum())))  # CartPole's +1 untouched
-    assert len(learner.pool) == int(out[BNN_ID][Columns.LOSS_MASK].sum())
+    first_mask = out[DEFAULT_MODULE_ID][Columns.LOSS_MASK]
+    assert torch.equal(out[DEFAULT_MODULE_ID][Columns.REWARDS][first_mask],
+                       torch.ones(int(first_mask.sum())))  # CartPole's +1 untouched
+    assert len(learner.pool) == int(first_mask.sum())
 
     with_bonus = run(second)
     pipeline.remove(ModuleReward)
@@ -214,8 +215,8 @@ def test_reward_piece_adds_the_normalized_bonus_to_the_valid_rows_only():
     assert (added[mask] > 0).all() and (plain_policy[Columns.REWARDS][mask] == 1).all()  # added to +1, not replaced
     # The first bonus iteration divides IG by its own median, so the median bonus is η.
     torch.testing.assert_close(added[mask].median(), torch.tensor(0.5), rtol=1e-5, atol=0)
-    # The BNN's batch: the policy's transitions with their next observations.
-    assert torch.equal(with_bonus[BNN_ID][Columns.NEXT_OBS], plain_policy[Columns.NEXT_OBS])
+    # What the learner keeps for the BNN: the policy's valid transitions with their next observations.
+    assert torch.equal(learner.aux_data[BNN_ID][Columns.NEXT_OBS], plain_policy[Columns.NEXT_OBS][mask])
     stats = learner.metrics.reduce()[INTRINSIC]
     assert math.isclose(stats["bonus_mean"], added[mask].mean().item(), rel_tol=1e-5)
     assert math.isclose(stats["ratio"], added[mask].sum().item() / mask.sum().item(), rel_tol=1e-5)
@@ -229,7 +230,7 @@ def test_eta_zero_is_plain_ppo_rewards_and_eta_decays():
     for _ in range(2):
         out = pipeline(rl_module=learner.module, batch={}, episodes=runner.sample(num_timesteps=100),
                        shared_data={}, metrics=learner.metrics)
-    mask = out[BNN_ID][Columns.LOSS_MASK]
+    mask = out[DEFAULT_MODULE_ID][Columns.LOSS_MASK]
     assert (out[DEFAULT_MODULE_ID][Columns.REWARDS][mask] == 1).all()
 
     decaying = tiny_config(eta=1.0, eta_decay=0.5).build_learner(env=gym.make(config.env))

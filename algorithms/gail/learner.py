@@ -33,7 +33,8 @@ class GAILLearner(AuxiliaryModules, PPOTorchLearner):
         super().build()
         self.policy_replay: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=max(self.config.disc_replay, 1))
         self.set_expert(*self.load_expert())
-        connectors.install(self, connectors.ModuleReward(module_id=DISC_ID, reward_fn=self._reward, mode="replace"))
+        connectors.install(self, connectors.ModuleReward(module_id=DISC_ID, reward_fn=self._reward, mode="replace",
+                                                         keep=self.keep_aux_data))
 
     def aux_modules(self) -> dict[str, AuxBudget]:
         c = self.config

@@ -68,7 +68,7 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
         self.ig_medians: deque[float] = deque(maxlen=self.config.normalize_window)
         self.bonus_iterations = 0
         connectors.install(self, connectors.ModuleReward(module_id=BNN_ID, reward_fn=self._bonus, mode="add",
-                                                         next_obs=True))
+                                                         next_obs=True, keep=self.keep_aux_data))
 
     def aux_modules(self) -> dict[str, AuxBudget]:
         return {BNN_ID: AuxBudget(lr=self.config.bnn_lr, steps_per_iteration=self.config.bnn_updates)}
