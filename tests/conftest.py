@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _env() -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)  # always a local Ray, never a cluster the machine happens to point at
+    env.pop("GENLAB_COMMAND", None)  # each command records its own argv as the run's source
     return env
 
 

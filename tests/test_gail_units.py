@@ -183,6 +183,62 @@ def test_discriminator_clips_and_standardizes_actions():
     assert disc.inputs(obs, torch.zeros(2, 2)).shape == (2, 5)
 
 
+def test_running_stats_match_numpy_over_all_rows_seen():
+    from algorithms.gail.module import RunningStats
+
+    gen = torch.Generator().manual_seed(0)
+    parts = [torch.randn(n, 3, generator=gen, dtype=torch.float64) * s + m for n, s, m in ((5, 1, 0), (50, 3, 2),
+                                                                                            (1, 1, 1), (20, 0.1, -4))]
+    stats = RunningStats(3).double()
+    for part in parts:
+        stats.update(part)
+    every = torch.cat(parts).numpy()
+    assert stats.count.item() == len(every)
+    np.testing.assert_allclose(stats.mean.numpy(), every.mean(0))
+    np.testing.assert_allclose(stats.var.numpy(), every.var(0))
+
+
+def test_running_input_norm_uses_an_even_mix_of_expert_and_policy_pairs():
+    """Equal-sized expert and policy sets: the even mixture's statistics are those of their union."""
+    gen = torch.Generator().manual_seed(0)
+    expert_obs, expert_act = torch.randn(200, 3, generator=gen), torch.rand(200, 2, generator=gen) * 2 - 1
+    policy_obs, policy_act = torch.randn(200, 3, generator=gen) * 4 + 5, torch.rand(200, 2, generator=gen) * 2 - 1
+    disc = make_disc()
+    disc.set_input_stats(expert_obs, expert_act)
+    union = torch.cat([torch.cat([expert_obs, expert_act], 1), torch.cat([policy_obs, policy_act], 1)])
+    torch.testing.assert_close(disc.in_mean, torch.cat([expert_obs, expert_act], 1).mean(0))
+    for half in (slice(0, 100), slice(100, 200)):  # the policy's pairs arrive over two iterations
+        disc.update_policy_stats(policy_obs[half], policy_act[half])
+    torch.testing.assert_close(disc.in_mean, union.mean(0))
+    torch.testing.assert_close(disc.in_std, union.std(0, unbiased=False))
+    # Far-off policy pairs now sit a few mixture stds out, not tens of expert stds.
+    assert disc.inputs(policy_obs, policy_act).abs().max() < 4
+    disc.set_input_stats(expert_obs, expert_act)  # new demos replace the expert's part
+    torch.testing.assert_close(disc.in_mean, union.mean(0))
+
+
+@pytest.mark.parametrize("norm", ["none", "scale", "standardize"])
+def test_reward_normalization_by_running_statistics(norm: str):
+    learner, episodes = learner_and_episodes(tiny_config(reward_norm=norm, disc_input_norm="running"), n_steps=100)
+    batch = ray_compat.learner_connector(learner)(rl_module=learner.module, batch={},
+                                                  episodes=copy.deepcopy(episodes), shared_data={})
+    policy = batch[DEFAULT_MODULE_ID]
+    mask = policy[Columns.LOSS_MASK]
+    rewards = policy[Columns.REWARDS][mask].double()
+    disc = learner.module[DISC_ID].unwrapped()
+    raw = gail_reward(disc.logits(policy[Columns.OBS], policy[Columns.ACTIONS]), "neg_log_1m_d")[mask].double()
+    assert disc.policy_stats.count.item() == mask.sum().item()  # the batch joined D's input statistics first
+    if norm == "none":
+        torch.testing.assert_close(rewards, raw)
+        assert disc.reward_stats.count.item() == 0
+    elif norm == "scale":  # divided by the std of every reward given so far (here: this batch): signs kept
+        torch.testing.assert_close(rewards, raw / raw.std(unbiased=False), rtol=1e-4, atol=1e-5)
+        assert (rewards > 0).all()
+    else:
+        torch.testing.assert_close(rewards.mean().item(), 0.0, atol=1e-5, rtol=0)
+        torch.testing.assert_close(rewards.std(unbiased=False).item(), 1.0, rtol=1e-4, atol=0)
+
+
 # -------------------------------------------------------------------------------- (2) reward connector
 
 
@@ -249,6 +305,24 @@ def test_discriminator_is_not_even_run_on_minibatches_past_its_budget():
     learner.update(episodes=copy.deepcopy(episodes), timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 200},
                    num_epochs=2, minibatch_size=50)
     assert len(calls) == 2  # of 8 minibatches
+
+
+def test_replay_draws_ds_policy_half_from_the_last_iterations_batches():
+    learner, episodes = learner_and_episodes(tiny_config(disc_steps=2, disc_replay=2, disc_minibatch_size=32),
+                                             n_steps=200)
+    disc, sizes = learner.module[DISC_ID].unwrapped(), []
+    logits = disc.logits
+    disc.logits = lambda obs, actions: sizes.append(len(obs)) or logits(obs, actions)
+    for update in (1, 2, 3):
+        learner.update(episodes=copy.deepcopy(episodes), timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 200 * update},
+                       num_epochs=2, minibatch_size=50)
+        assert len(learner.policy_replay) == min(update, 2)  # the oldest batch leaves
+    steps = sum(len(e) for e in episodes)
+    assert all(len(obs) == steps for obs, _ in learner.policy_replay)  # every valid pair of a batch
+    assert adam_steps(learner, DISC_ID) == {6}
+    # Per update: the rewards of the batch (one call on all its rows), then 2 D steps on 32 replayed policy pairs
+    # (the expert pairs are scored through module.net; the minibatch's own 50 rows are scored by forward_train).
+    assert sizes == [len(episodes) + steps, 50, 32, 50, 32] * 3
 
 
 # ------------------------------------------------------------------------------------------- expert data

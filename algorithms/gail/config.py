@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from genlab.hparams import Hparams
 from genlab.rl.hparams import PPO_METRICS
@@ -17,12 +17,17 @@ DISC_ID = "disc"
 """Module id of the discriminator in the learner's MultiRLModule, and the namespace of its metrics."""
 RewardForm = Literal["neg_log_1m_d", "log_d"]
 """The surrogate rewards of ``algorithms.gail.objective.REWARDS``."""
+InputNorm = Literal["expert", "running"]
+"""How D standardizes its inputs: by the expert data's statistics, or by running ones of expert and policy pairs."""
+RewardNorm = Literal["none", "scale", "standardize"]
+"""What the policy is paid: D's reward as is, divided by its running std, or standardized by its running mean/std."""
 
 
 class GAILHparams(Hparams):
     metrics: ClassVar[tuple[str, ...]] = (
         f"{DISC_ID}/loss", f"{DISC_ID}/expert_acc", f"{DISC_ID}/policy_acc", f"{DISC_ID}/expert_prob",
-        f"{DISC_ID}/policy_prob", f"{DISC_ID}/reward_mean", f"{DISC_ID}/grad_penalty") + PPO_METRICS
+        f"{DISC_ID}/policy_prob", f"{DISC_ID}/reward_mean", f"{DISC_ID}/raw_reward_mean",
+        f"{DISC_ID}/grad_penalty") + PPO_METRICS
 
     disc_lr: PositiveFloat = 3e-4
     """Adam learning rate of the discriminator D."""
@@ -31,11 +36,21 @@ class GAILHparams(Hparams):
     disc_hiddens: list[PositiveInt] = [100, 100]
     """Widths of D's tanh hidden layers (paper: two layers of 100)."""
     disc_minibatch_size: PositiveInt = 500
-    """Expert (s, a) pairs drawn per D step; the policy half is the PPO minibatch."""
+    """Expert (s, a) pairs drawn per D step (and policy pairs, with disc_replay)."""
+    disc_replay: NonNegativeInt = 0
+    """Where D's policy half comes from: 0 = the PPO minibatch it trains on; k >= 1 = disc_minibatch_size pairs
+    drawn from the policy's pairs of the last k iterations (1 = this iteration's whole batch, imitation's default)."""
     grad_penalty: NonNegativeFloat = 0.0
     """Weight γ of the R1 penalty γ/2·E_expert‖∇ logit D‖² on D's standardized input; 0 = off."""
     reward: RewardForm = "neg_log_1m_d"
     """Surrogate reward: the paper's −log(1−D(s,a)) (always > 0) or log D(s,a) (always < 0)."""
+    disc_input_norm: InputNorm = "expert"
+    """D's input standardization: "expert" (the demonstrations' mean/std) or "running" (an even mix of the expert's
+    and every policy pair seen so far, as imitation's RunningNorm; keeps far-off policy pairs inside D's range)."""
+    reward_norm: RewardNorm = "none"
+    """Normalize the surrogate reward by running statistics of every reward given so far (imitation's
+    NormalizedRewardNet): "scale" divides by the std (keeps the sign, hence -log(1-D)'s survival bonus on tasks that
+    end early), "standardize" also subtracts the mean (only safe with a fixed episode length)."""
     freeze_discriminator: bool = False
     """Ablation: D keeps its random initialisation and is never trained (rewards still come from it)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import gymnasium as gym
@@ -30,6 +31,7 @@ class GAILLearner(AuxiliaryModules, PPOTorchLearner):
 
     def build(self) -> None:
         super().build()
+        self.policy_replay: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=max(self.config.disc_replay, 1))
         self.set_expert(*self.load_expert())
         connectors.install(self, connectors.ModuleReward(module_id=DISC_ID, reward_fn=self._reward, mode="replace",
                                                          keep=self.keep_aux_data))
@@ -66,10 +68,21 @@ class GAILLearner(AuxiliaryModules, PPOTorchLearner):
         idx = torch.randint(len(self.expert_obs), (n,), device=self._device)
         return self.expert_obs[idx], self.expert_actions[idx]
 
+    def sample_policy(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n policy (obs, action) pairs drawn uniformly from the last ``disc_replay`` iterations' batches."""
+        obs = torch.cat([o for o, _ in self.policy_replay])
+        actions = torch.cat([a for _, a in self.policy_replay])
+        idx = torch.randint(len(obs), (n,), device=obs.device)
+        return obs[idx], actions[idx]
+
     def aux_loss(self, module_id: str, module: Discriminator, batch: dict[str, Any],
                  fwd_out: dict[str, Any]) -> torch.Tensor:
-        """D's loss on this minibatch's policy pairs against ``disc_minibatch_size`` expert pairs (+ R1)."""
-        policy_logits = fwd_out[LOGITS][batch[Columns.LOSS_MASK]]
+        """D's loss on policy pairs (this PPO minibatch's, or with ``disc_replay`` ``disc_minibatch_size`` drawn
+        from the recent batches) against ``disc_minibatch_size`` expert pairs (+ R1)."""
+        if self.config.disc_replay:
+            policy_logits = module.logits(*self.sample_policy(self.config.disc_minibatch_size))
+        else:
+            policy_logits = fwd_out[LOGITS][batch[Columns.LOSS_MASK]]
         expert_obs, expert_actions = self.sample_expert(self.config.disc_minibatch_size)
         expert_x = module.inputs(expert_obs, expert_actions)
         penalty_weight = self.config.grad_penalty
@@ -91,4 +104,25 @@ class GAILLearner(AuxiliaryModules, PPOTorchLearner):
         return loss
 
     def _reward(self, disc: Discriminator, columns: dict[str, torch.Tensor]) -> torch.Tensor:
-        return objective.gail_reward(disc.logits(columns[Columns.OBS], columns[Columns.ACTIONS]), self.config.reward)
+        """The policy's reward for each pair of this iteration's batch (called once per update, before GAE).
+
+        With ``disc_input_norm="running"`` the batch's valid pairs first join D's input statistics (and with
+        ``disc_replay`` the pairs D's policy half is drawn from); with
+        ``reward_norm`` the rewards join the running reward statistics and are divided by their std (and, with
+        "standardize", centred on their mean).
+        """
+        obs, actions, valid = columns[Columns.OBS], columns[Columns.ACTIONS], columns[Columns.LOSS_MASK]
+        c = self.config
+        if c.disc_input_norm == "running":
+            disc.update_policy_stats(obs[valid], actions[valid])
+        if c.disc_replay:
+            self.policy_replay.append((obs[valid], actions[valid]))
+        reward = objective.gail_reward(disc.logits(obs, actions), c.reward)
+        if c.reward_norm == "none":
+            return reward
+        self.metrics.log_value((DISC_ID, "raw_reward_mean"), reward[valid].mean().item(), window=1)
+        stats = disc.reward_stats
+        stats.update(reward[valid].unsqueeze(-1))
+        if c.reward_norm == "standardize":
+            reward = reward - stats.mean
+        return reward / stats.std

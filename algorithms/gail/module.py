@@ -15,14 +15,47 @@ from torch import nn
 LOGITS = "logits"
 
 
+class RunningStats(nn.Module):
+    """Mean and variance of every row seen so far, per feature (Chan et al.'s parallel merge); buffers, so they
+    are checkpointed with the module that holds them."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("count", torch.zeros(()))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Add the rows of ``x`` (N, dim)."""
+        n = len(x)
+        if n == 0:
+            return
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        self.var.copy_((self.var * self.count + var * n + delta.pow(2) * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return _safe(self.var.sqrt())
+
+
 class Discriminator(TorchRLModule):
     """An MLP (tanh) on concat(standardized obs, action).
 
     Box actions are clipped to the range the env executes (``model_config["action_low"/"action_high"]``) and
-    standardized; Discrete actions are one-hot. The standardization statistics are the expert data's, kept as
-    buffers (checkpointed with the weights) and set by :meth:`set_input_stats` when the learner gets its demos.
+    standardized with the obs; Discrete actions are one-hot. The standardization statistics are buffers
+    (checkpointed with the weights): the expert data's (:meth:`set_input_stats`, when the learner gets its demos),
+    or, once :meth:`update_policy_stats` has seen policy pairs, those of an even mix of expert and policy pairs,
+    as imitation's RunningNorm sees them (D's batches are half expert, half policy). A policy far from the expert
+    then does not hand D inputs tens of expert standard deviations out, where its tanh units saturate and every
+    such pair gets the same (zero) reward.
     ``model_config``: ``hiddens`` (widths), ``action_low`` / ``action_high`` (Box only; None = no clipping).
-    The learner computes its loss (``algorithms.gail.objective``); the module only scores pairs.
+    The learner computes its loss (``algorithms.gail.objective``); the module only scores pairs. ``reward_stats``
+    holds the running statistics of the rewards D gave (used when the learner normalizes them).
     """
 
     def setup(self) -> None:
@@ -35,10 +68,11 @@ class Discriminator(TorchRLModule):
             width = hidden
         self.net = nn.Sequential(*layers, nn.Linear(width, 1))
 
-        self.register_buffer("obs_mean", torch.zeros(obs_dim))
-        self.register_buffer("obs_std", torch.ones(obs_dim))
-        self.register_buffer("act_mean", torch.zeros(act_dim))
-        self.register_buffer("act_std", torch.ones(act_dim))
+        features = obs_dim + (0 if self.discrete else act_dim)  # what is standardized: obs and Box actions
+        self.register_buffer("in_mean", torch.zeros(features))
+        self.register_buffer("in_std", torch.ones(features))
+        self.expert_stats, self.policy_stats = RunningStats(features), RunningStats(features)
+        self.reward_stats = RunningStats(1)
         low, high = self.model_config.get("action_low"), self.model_config.get("action_high")
         self.register_buffer("act_low", _bound(low, -np.inf, act_dim), persistent=False)
         self.register_buffer("act_high", _bound(high, np.inf, act_dim), persistent=False)
@@ -50,21 +84,36 @@ class Discriminator(TorchRLModule):
     @torch.no_grad()
     def set_input_stats(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
         """Standardize D's inputs with these (expert) samples' mean and std; constant features get std 1."""
-        self.obs_mean.copy_(obs.flatten(1).mean(0))
-        self.obs_std.copy_(_safe_std(obs.flatten(1)))
-        if not self.discrete:
-            actions = self._clip(actions.flatten(1))
-            self.act_mean.copy_(actions.mean(0))
-            self.act_std.copy_(_safe_std(actions))
+        self.expert_stats.count.zero_()  # replace, not add to, any earlier expert data
+        self.expert_stats.update(self._features(obs, actions))
+        self._use_stats()
+
+    @torch.no_grad()
+    def update_policy_stats(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
+        """Add policy pairs to the running statistics; from now on D standardizes with the expert-policy mix."""
+        self.policy_stats.update(self._features(obs, actions))
+        self._use_stats()
+
+    def _use_stats(self) -> None:
+        e, p = self.expert_stats, self.policy_stats
+        if p.count > 0:  # the even mixture of the two distributions
+            mean = (e.mean + p.mean) / 2
+            var = (e.var + p.var) / 2 + ((e.mean - p.mean) / 2).pow(2)
+        else:
+            mean, var = e.mean, e.var
+        self.in_mean.copy_(mean)
+        self.in_std.copy_(_safe(var.sqrt()))
+
+    def _features(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        obs = obs.flatten(1).float()
+        return obs if self.discrete else torch.cat([obs, self._clip(actions.flatten(1).float())], dim=-1)
 
     def inputs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """D's input: concat(standardized obs, standardized clipped action or one-hot action)."""
-        obs = (obs.flatten(1).float() - self.obs_mean) / self.obs_std
+        """D's input: standardized concat(obs, clipped action), or standardized obs + one-hot action."""
+        x = (self._features(obs, actions) - self.in_mean) / self.in_std
         if self.discrete:
-            act = F.one_hot(actions.long(), int(self.action_space.n)).float()
-        else:
-            act = (self._clip(actions.flatten(1).float()) - self.act_mean) / self.act_std
-        return torch.cat([obs, act], dim=-1)
+            x = torch.cat([x, F.one_hot(actions.long(), int(self.action_space.n)).float()], dim=-1)
+        return x
 
     def logits(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """logit D(s, a), shape (B,)."""
@@ -86,6 +135,6 @@ def _bound(value: Any, default: float, dim: int) -> torch.Tensor:
     return torch.as_tensor(np.broadcast_to(np.asarray(value, np.float32), (dim,)).copy())
 
 
-def _safe_std(x: torch.Tensor) -> torch.Tensor:
-    std = x.std(0)
+def _safe(std: torch.Tensor) -> torch.Tensor:
+    """Constant features get std 1."""
     return torch.where(std > 1e-6, std, torch.ones_like(std))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -352,8 +353,13 @@ def cmd_load(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # Runs opened in other processes (sweep trials) record the command the user typed.
-    os.environ.setdefault(tracking.COMMAND_ENV, tracking.command())
+    # Runs opened in other processes (sweep trials) record the command the user typed. Called as a library
+    # (argv given), the command is that argv and the caller's environment is left as it was.
+    saved = os.environ.get(tracking.COMMAND_ENV)
+    if argv is None:
+        os.environ.setdefault(tracking.COMMAND_ENV, tracking.command())
+    else:
+        os.environ[tracking.COMMAND_ENV] = shlex.join(["genlab", *map(str, argv)])
     try:
         return {"train": cmd_train, "sweep": cmd_sweep, "study": cmd_study, "expert": cmd_expert,
                 "submit": cmd_submit, "validate": cmd_validate, "runs": cmd_runs, "report": cmd_report,
@@ -368,3 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         # once, is the last line (it is also the run's genlab.error tag in MLflow).
         print(f"\ngenlab: error: {errors.summary(e)}", file=sys.stderr)
         return 1
+    finally:
+        if argv is not None:
+            if saved is None:
+                os.environ.pop(tracking.COMMAND_ENV, None)
+            else:
+                os.environ[tracking.COMMAND_ENV] = saved

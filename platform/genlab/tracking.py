@@ -354,8 +354,11 @@ class RunLogger:
         with tempfile.TemporaryDirectory() as d:
             # Pickled, not MLflow's traced "pt2" format: genlab's modules (weight norm's data-dependent init, RLlib
             # policies) do not all trace; loading needs genlab's packages installed, as any run of it does.
+            # Requirements stated, not inferred: MLflow's inference loads the model again in a subprocess (seconds
+            # of CPU per model, and it finds nothing beyond torch and cloudpickle).
             mlflow.pytorch.save_model(module, Path(d) / name, signature=signature, serialization_format="pickle",
-                                      input_example=example_input[:2].cpu().numpy())
+                                      input_example=example_input[:2].cpu().numpy(),
+                                      pip_requirements=mlflow.pytorch.get_default_pip_requirements())
             self.client.log_artifacts(self.run_id, str(Path(d) / name), name)
 
     @contextmanager

@@ -4,9 +4,11 @@ Both are built by ``genlab.rl.ppo.make_ppo_config`` with the same env, envs, bat
 network; GAIL adds its discriminator (trained on ``disc_steps`` minibatches per iteration, and not even run on
 the others) and the reward piece. Iterations alternate between the two so that machine noise hits both alike.
 Goal: GAIL at >= 0.8x PPO's env steps/s. Without ``--demos`` it records demonstrations of a briefly trained PPO
-policy first (their quality does not matter for speed).
+policy first (their quality does not matter for speed). ``--spec`` takes the env, the ppo section and GAIL's
+hparams from a run spec instead (e.g. the shipped sweeps/gail/pendulum.yaml: D on 20 of the 320 minibatches).
 
     .venv/bin/python tests/benchmarks/bench_gail_throughput.py [--demos results/experts/cartpole] [--iterations 5]
+    .venv/bin/python tests/benchmarks/bench_gail_throughput.py --spec sweeps/gail/pendulum.yaml
 """
 
 from __future__ import annotations
@@ -39,11 +41,19 @@ def main() -> None:
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--demos", default=None, help="folder written by genlab expert for --env (default: record some)")
     p.add_argument("--iterations", type=int, default=5, help="timed iterations of each (after one warm-up)")
-    p.add_argument("--disc-steps", type=int, default=GAILHparams().disc_steps)
+    p.add_argument("--disc-steps", type=int, default=None, help="default: the spec's, else GAILHparams'")
+    p.add_argument("--spec", default=None, help="take env, ppo and hparams from this GAIL run spec")
     args = p.parse_args()
 
-    ppo = PPOHparams(train_batch_size=2000, minibatch_size=500, num_epochs=6, hiddens=[64, 64])
-    hp = GAILHparams(disc_steps=args.disc_steps)
+    if args.spec:
+        from genlab import config
+
+        spec = config.load_run(args.spec, ["demos.path=unused", "ppo.lr_decay=false"])
+        args.env, ppo, hp = spec.env.id, spec.ppo, GAILHparams.model_validate(spec.hparams)
+    else:
+        ppo, hp = PPOHparams(train_batch_size=2000, minibatch_size=500, num_epochs=6, hiddens=[64, 64]), GAILHparams()
+    if args.disc_steps is not None:
+        hp = hp.model_copy(update={"disc_steps": args.disc_steps})
     ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": genlab.RAY_ENV_VARS})
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +79,9 @@ def main() -> None:
         ray.shutdown()
     rate = {k: steps[k] / seconds[k] for k in algos}
     print(f"\n{args.env}, batch {ppo.train_batch_size}, minibatch {ppo.minibatch_size}, {ppo.num_epochs} epochs, "
-          f"GAIL disc_steps {hp.disc_steps}, {args.iterations} timed iterations each (alternating):")
+          f"GAIL disc_steps {hp.disc_steps} (of {ppo.minibatches_per_iteration()} minibatches), disc_minibatch_size "
+          f"{hp.disc_minibatch_size}, disc_replay {hp.disc_replay}, {args.iterations} timed iterations each "
+          "(alternating):")
     for k in algos:
         print(f"  {k:5s} {rate[k]:8.0f} env steps/s")
     print(f"  ratio GAIL/PPO {rate['GAIL'] / rate['PPO']:.3f}")

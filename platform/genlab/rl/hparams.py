@@ -51,6 +51,14 @@ class PPOHparams(BaseModel):
     """Weight of the value loss."""
     use_kl_loss: bool = False
     """Add RLlib's adaptive KL penalty on top of the clipped objective."""
+    grad_clip: PositiveFloat | None = None
+    """Clip the gradient's global norm to this (SB3's PPO: 0.5); None = no clipping (RLlib's default)."""
+    policy_init_scale: PositiveFloat = 1.0
+    """Multiply the initial weights of the policy's output layer (action means / logits) by this; 0.01 starts every
+    state near the same action (Andrychowicz et al. 2021); 1 = RLlib's initialization."""
+    log_std_init: float | None = None
+    """Gaussian policies: every state's initial log std, in the policy's [-1, 1] action units (-0.7: std 0.5, a
+    quarter of the range); None = RLlib's (random outputs near 0, i.e. std ≈ 1)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> PPOHparams:

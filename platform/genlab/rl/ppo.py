@@ -4,16 +4,61 @@ Sampling runs in the driver process (``num_env_runners=0``) on one SYNC vector e
 fastest layout measured on 2 CPUs (async vectorization and remote runners cost more than they bring there).
 Actions: ``normalize_actions=True`` makes the RLModule act in [-1, 1] for bounded Box spaces; RLlib rescales
 them to the env's bounds before ``env.step`` (``genlab.rl.evaluation.to_env_actions`` mirrors it).
+Initial policy: RLlib's default module, or, when ``ppo.log_std_init`` / ``ppo.policy_init_scale`` ask for another
+start, :class:`PPOModule` (the same networks, with the policy's output layer set as asked).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
+import torch
 from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 import genlab.envs  # noqa: F401  (genlab's env ids: the env runner makes the env in this process)
 from genlab.rl.hparams import PPOHparams
+
+POLICY_INIT = "genlab_policy_init"
+"""model_config key of :class:`PPOModule`'s settings: {"scale": float, "log_std_init": float | None}."""
+
+
+class PPOModule(DefaultPPOTorchRLModule):
+    """RLlib's default PPO module whose policy starts as ``model_config[POLICY_INIT]`` says.
+
+    ``scale`` multiplies the initial weights and biases of the policy's output layer (the action means or logits):
+    a small scale starts every state near the same action, which PPO then moves only where the advantages say
+    (Andrychowicz et al. 2021, "What matters in on-policy RL", found 0.01 among the choices that matter most).
+    ``log_std_init`` (Gaussian policies) starts every state at the same log std: with RLlib's default each state's
+    log std is a random output near 0, i.e. a std of 1 in the policy's [-1, 1] action units, half the action range.
+    """
+
+    def setup(self) -> None:
+        super().setup()
+        init = self.model_config.get(POLICY_INIT)
+        if init:
+            init_policy_head(self.pi, self.action_space, scale=init["scale"], log_std_init=init["log_std_init"])
+
+
+@torch.no_grad()
+def init_policy_head(head: torch.nn.Module, action_space: gym.Space, *, scale: float,
+                     log_std_init: float | None) -> None:
+    """Scale the policy output layer's initial means (or logits); set every state's initial log std (Box)."""
+    out = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    free_log_std = isinstance(getattr(head, "log_std", None), torch.nn.Parameter)
+    means = out.out_features // 2 if isinstance(action_space, gym.spaces.Box) and not free_log_std else None
+    out.weight[:means].mul_(scale)
+    out.bias[:means].mul_(scale)
+    if log_std_init is None or not isinstance(action_space, gym.spaces.Box):
+        return
+    if free_log_std:
+        head.log_std.fill_(log_std_init)
+    else:  # the second half of the outputs are the log stds: constant at first, learnable per state
+        out.weight[means:].zero_()
+        out.bias[means:].fill_(log_std_init)
 
 
 def make_ppo_config(env_id: str, ppo: PPOHparams | None = None, *, num_envs: int = 16, seed: int = 0,
@@ -45,8 +90,20 @@ def make_ppo_config(env_id: str, ppo: PPOHparams | None = None, *, num_envs: int
             vf_clip_param=float("inf") if ppo.vf_clip_param is None else ppo.vf_clip_param,
             vf_loss_coeff=ppo.vf_loss_coeff,
             use_kl_loss=ppo.use_kl_loss,
+            grad_clip=ppo.grad_clip,
+            grad_clip_by="global_norm",
         )
-        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(ppo.hiddens), fcnet_activation=ppo.activation,
-                                                   vf_share_layers=ppo.vf_share_layers))
+        .rl_module(**_module(ppo))
         .debugging(seed=seed)
     )
+
+
+def _module(ppo: PPOHparams) -> dict:
+    """``rl_module()`` arguments: RLlib's default module, or :class:`PPOModule` for another initial policy."""
+    model = DefaultModelConfig(fcnet_hiddens=list(ppo.hiddens), fcnet_activation=ppo.activation,
+                               vf_share_layers=ppo.vf_share_layers)
+    if ppo.log_std_init is None and ppo.policy_init_scale == 1.0:
+        return {"model_config": model}
+    return {"rl_module_spec": RLModuleSpec(module_class=PPOModule),
+            "model_config": {**dataclasses.asdict(model),
+                             POLICY_INIT: {"scale": ppo.policy_init_scale, "log_std_init": ppo.log_std_init}}}
