@@ -274,6 +274,33 @@ def test_every_switch_on_trains_reports_and_checkpoints():
     assert other.train_step(_batch(9)) == step_a
 
 
+def test_with_every_switch_on_the_logged_models_load_back_and_match_the_algorithm(tmp_path):
+    """models(): the EMA classifier (with minibatch features) and the generator (with its virtual-batch-norm
+    reference batch) through the runner's own MLflow logging, loaded back as a user would."""
+    import mlflow.pytorch
+
+    from genlab import tracking
+
+    algo = _algo(**EVERYTHING)
+    algo.train_step(_batch(1))
+    models = algo.models()
+    assert set(models) == {"classifier", "generator"}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracking.run_scope(uri, "models", run_name="m", config={}, tags={}) as logger:
+        for name, (module, example) in models.items():
+            logger.model(name, module, example)
+    mlflow.set_tracking_uri(uri)
+    classifier = mlflow.pytorch.load_model(f"runs:/{logger.run_id}/classifier")
+    generator = mlflow.pytorch.load_model(f"runs:/{logger.run_id}/generator")
+    x, z = _batch(2)["x"], torch.rand(5, BASE["z_dim"])
+    with torch.no_grad():
+        torch.testing.assert_close(classifier(x), algo.ema.average.eval()(x)[0])  # the test-time classifier
+        g = algo.nets["G"].eval()
+        torch.testing.assert_close(generator(z), g(z))
+        torch.testing.assert_close(generator(z[:2]), g(z)[:2])  # virtual batch norm: an image is its own
+    torch.testing.assert_close(generator.z_ref, algo.nets["G"].z_ref)
+
+
 def test_adversarial_only_generator_and_no_labels():
     algo = _algo(feature_matching=0, adversarial_loss="minimax", supervised=False)
     metrics = algo.train_step(_batch(1))
