@@ -33,6 +33,7 @@ class Entry:
 ALGORITHMS: dict[str, Entry] = {
     "improved_gan": Entry("generative", "algorithms.improved_gan.config:ImprovedGANConfig",
                           "algorithms.improved_gan.algorithm:ImprovedGAN"),
+    "infogan": Entry("generative", "algorithms.infogan.config:InfoGANConfig", "algorithms.infogan.algorithm:InfoGAN"),
     "gail": Entry("rl", "algorithms.gail.config:GAILHparams", "algorithms.gail.rllib:build_config",
                   needs_demos=True, uses_ppo=True),
     "bc": Entry("rl", "algorithms.bc.config:BCHparams", "algorithms.bc.algorithm:build_config", needs_demos=True),
