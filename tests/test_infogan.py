@@ -362,7 +362,7 @@ def test_infogan_learns_readable_codes_on_digits_and_the_plain_gan_does_not():
 
 
 @pytest.mark.slow
-def test_ray_train_run_logs_cat_accuracy_and_traversals_to_mlflow(tmp_path, ray_local):
+def test_ray_train_ddp_run_logs_cat_accuracy_and_traversals_to_mlflow(tmp_path, ray_local):
     from genlab import tracking
     from genlab.runners import generative
 
@@ -373,7 +373,7 @@ def test_ray_train_run_logs_cat_accuracy_and_traversals_to_mlflow(tmp_path, ray_
                     "codes": {"categorical": [10], "continuous": 1, "noise": 8}},
         "data": {"name": "digits", "batch_size": 100},
         "budget": {"epochs": 2, "steps_per_epoch": 5},
-        "resources": {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 0},
+        "resources": {"num_workers": 2, "cpus_per_worker": 1, "max_failures": 0},  # DDP: D's two forwards a step
         "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "infogan"},
     })
     result = generative.fit(spec, storage_path=tmp_path / "results")
