@@ -13,6 +13,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	@# mujoco 4 came as mujoco + mujoco-core + mujoco-studio, all writing into mujoco/; genlab pins mujoco 3.17.0
+	@# (dm_control), which pip installs over them without removing the other two: remove them first.
+	$(BIN)/python -m pip uninstall -q -y mujoco-core mujoco-studio 2>/dev/null || true
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	@touch $@
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 import genlab
@@ -44,7 +46,34 @@ def ray_local():
     """
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR",
-             runtime_env={"env_vars": genlab.RAY_ENV_VARS})
+    from genlab.cli import local_ray_options
+
+    ray.init(logging_level="ERROR", **local_ray_options(2, {"env_vars": genlab.RAY_ENV_VARS}))
     yield
     ray.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 (SQLite store, proxied artifacts), started as a cluster's head
+    starts it (cluster/start_mlflow.sh), stopped by pid afterwards; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "GENLAB_MLFLOW_HOST": "127.0.0.1", "GENLAB_MLFLOW_PORT": str(port),
+           "GENLAB_MLFLOW_DIR": str(tmp_path / "mlflow"), "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow")}
+    out = subprocess.run(["bash", ROOT / "cluster" / "start_mlflow.sh"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    uri = out.stdout.strip().splitlines()[-1]
+    assert uri == f"http://127.0.0.1:{port}"
+    yield uri
+    server = psutil.Process(int((tmp_path / "mlflow" / "server.pid").read_text()))
+    procs = [server, *server.children(recursive=True)]
+    for p in procs:
+        p.terminate()
+    psutil.wait_procs(procs, timeout=10)

@@ -209,9 +209,10 @@ def test_connector_rewrites_only_the_reward_column_right_before_gae():
     torch.testing.assert_close(gail_policy[Columns.REWARDS][mask], gail_reward(logits, "log_d")[mask])
     assert (gail_policy[Columns.REWARDS][mask] < 0).all()  # log D, not CartPole's +1
     assert torch.equal(gail_policy[Columns.REWARDS][~mask], plain_policy[Columns.REWARDS][~mask])
-    # D's own batch: the policy's pairs and mask.
-    for column in (Columns.OBS, Columns.ACTIONS, Columns.LOSS_MASK):
-        assert torch.equal(with_gail[DISC_ID][column], plain_policy[column])
+    # What the learner keeps for D's steps: the policy's valid pairs (outside RLlib's minibatches).
+    assert DISC_ID not in with_gail
+    for column in (Columns.OBS, Columns.ACTIONS):
+        assert torch.equal(learner.aux_data[DISC_ID][column], plain_policy[column][mask])
 
 
 # -------------------------------------------------------------------- (4) D steps per update, freezing
@@ -354,3 +355,18 @@ def test_gail_is_registered_with_tune_by_name():
 
     register()
     assert get_trainable_cls("GAIL") is GAIL
+
+
+def test_rl_metrics_keep_the_modules_own_and_drop_rllibs_bookkeeping():
+    from genlab.rl import metrics
+
+    result = {"env_runners": {"episode_return_mean": -150.0, "episode_len_mean": 200.0},
+              "learners": {"default_policy": {"policy_loss": 0.1, "vf_loss": 2.0, "entropy": 1.2, "num_module_steps": 9,
+                                              "curr_entropy_coeff": 0.0},
+                           "disc": {"loss": 1.3, "expert_acc": 0.7, "curr_entropy_coeff": 0.0, "total_loss": 1.3,
+                                    "default_optimizer_learning_rate": 3e-4},
+                           "__all_modules__": {"num_env_steps_trained": 4000, "total_loss": 3.3}},
+              "num_env_steps_sampled_lifetime": 8000}
+    assert metrics.from_result(result) == {
+        "env/episode_return_mean": -150.0, "env/episode_len_mean": 200.0, "loss/policy_loss": 0.1,
+        "loss/vf_loss": 2.0, "loss/entropy": 1.2, "disc/loss": 1.3, "disc/expert_acc": 0.7, "env_steps": 8000}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 
@@ -81,12 +82,18 @@ def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path
     assert {r.data.tags[tracking.TAG_PARENT] for r in after.values()} == {parents[0].info.run_id}
     assert "best/eval/test_error" in parents[0].data.metrics
 
-    # 4. `genlab runs` compares them: the swept params differ, final metrics shown.
+    # 4. `genlab runs` compares them in a table that fits a terminal: short run names, the params that differ
+    # (d_hidden is the same in every run: not a column), the sweep's metric first, 4 significant digits.
     proc = genlab_start(tmp_path, "runs", "sweeps")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
-    assert "hparams.lr" in out and "hparams.unlabeled_weight" in out and "eval/test_error" in out
-    assert "hparams.d_hidden" not in out  # the same in every run: not a column
+    header, *rows = out.strip().splitlines()
+    columns = header.split()
+    assert columns[:3] == ["run", "status", "sweep"], header
+    assert {"lr", "unlabeled_weight"} <= set(columns) and "d_hidden" not in columns, header
+    assert columns.index("eval/test_error") == min(i for i, c in enumerate(columns) if "/" in c), header
+    assert sorted(r.split()[0] for r in rows) == sorted(after), rows  # the trial ids, not "resume-me-<id>"
+    assert not re.search(r"\d\.\d{5,}", out), out  # no long floats
 
     # 5. Starting the same sweep again without --resume refuses instead of overwriting it.
     proc = genlab_start(tmp_path, *args)

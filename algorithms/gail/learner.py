@@ -31,7 +31,8 @@ class GAILLearner(AuxiliaryModules, PPOTorchLearner):
     def build(self) -> None:
         super().build()
         self.set_expert(*self.load_expert())
-        connectors.install(self, connectors.ModuleReward(module_id=DISC_ID, reward_fn=self._reward, mode="replace"))
+        connectors.install(self, connectors.ModuleReward(module_id=DISC_ID, reward_fn=self._reward, mode="replace",
+                                                         keep=self.keep_aux_data))
 
     def aux_modules(self) -> dict[str, AuxBudget]:
         c = self.config

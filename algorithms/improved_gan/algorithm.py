@@ -15,7 +15,13 @@ from algorithms.common.layers import data_dependent_init
 from algorithms.common.schedules import linear_decay, set_lr
 from algorithms.improved_gan import objective
 from algorithms.improved_gan.config import TRAIN_METRICS, ImprovedGANConfig
-from algorithms.improved_gan.nets import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
+from algorithms.improved_gan.nets import (
+    Classifier,
+    ConvDiscriminator,
+    ConvGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+)
 from genlab.algorithm import DataInfo, GenerativeAlgorithm
 
 EVAL_BATCH = 500
@@ -110,6 +116,11 @@ class ImprovedGAN(GenerativeAlgorithm):
         images = g(self._noise(n))
         g.train()
         return images
+
+    def models(self) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+        """The test-time classifier (the EMA of D) from images, and the generator from noise z ~ U[0, 1)."""
+        return {"classifier": (Classifier(self.ema.average), torch.zeros(4, *self.info.shape, device=self.device)),
+                "generator": (self.nets["G"], self._noise(4))}
 
     def end_epoch(self, epoch: int) -> None:
         """Linear lr decay over ``lr_decay_epochs`` from ``lr_decay_start`` (none when it is 0)."""

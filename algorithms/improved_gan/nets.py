@@ -110,3 +110,14 @@ class ConvGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+class Classifier(nn.Module):
+    """A discriminator as the K-class classifier users load: images in [-1, 1] -> the K class logits."""
+
+    def __init__(self, discriminator: nn.Module):
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(x)[0]

@@ -11,6 +11,8 @@ cluster: it is built from its typed hyperparameters and the dataset's shape, and
 - ``train_step(batch) -> dict[str, float]``, ``evaluate(x, y) -> dict[str, float]``;
 - ``images() -> {name: ImageGrid}``: the pictures to log at each evaluation (default: a grid of
   ``sample(100)`` named ``samples``; InfoGAN adds traversals, a VAE reconstructions);
+- ``models() -> {name: (module, example_input)}``: the trained networks worth loading on their own (a generator
+  from noise, a classifier from images), logged as MLflow models at the end of a run;
 - ``extra_state()`` / ``load_extra_state()`` for anything else worth checkpointing (an EMA).
 
 What the platform must know *before* it builds the algorithm lives on the method's hyperparameter class
@@ -80,6 +82,11 @@ class GenerativeAlgorithm(ABC):
     def images(self) -> dict[str, ImageGrid]:
         """The pictures logged at each evaluation, by name (each goes to ``<name>/epoch_NNNN.png``)."""
         return {"samples": ImageGrid(self.sample(100))}
+
+    def models(self) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+        """The trained networks a user may want on their own, by name, each with an example input: the platform
+        logs them as MLflow models (``mlflow.pytorch.load_model("runs:/<run id>/<name>")``). Default: none."""
+        return {}
 
     def end_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
         """Called after each epoch (learning-rate schedules)."""

@@ -1,4 +1,4 @@
-"""``genlab``: train | sweep | expert | submit | runs | validate.
+"""``genlab``: train | sweep | study | expert | submit | validate | runs | report | load.
 
 Specs are loaded and validated (with ``--set`` overrides) before Ray starts; Ray is local unless
 ``RAY_ADDRESS`` names a cluster (inside a Ray job it always does). ``genlab submit`` sends a spec to a
@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from genlab import config, jobs, registry, tracking
+from genlab import config, errors, jobs, registry, tracking
 from genlab.config import SpecError
 
 STORAGE_ENV = "GENLAB_STORAGE"
@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a field, e.g. --set hparams.lr=1e-3 (repeatable; validated like the file)")
         return s
 
-    for name, help in (("train", "train one run on Ray Train"), ("sweep", "run a Tune + Optuna + ASHA sweep")):
+    for name, help in (("train", "train one run (Ray Train, or RLlib for RL methods)"),
+                       ("sweep", "run a Tune + Optuna + ASHA sweep"),
+                       ("study", "run a study: every arm x every seed, tagged with the paper claims it measures")):
         s = spec_cmd(name, help)
         s.add_argument("--storage", default=os.environ.get(STORAGE_ENV, "results"),
                        help=f"results folder (default: ${STORAGE_ENV}, else ./results); on a multi-node cluster a "
@@ -37,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep of this name")
         s.add_argument("--num-cpus", type=float, default=None,
                        help="CPUs of the local Ray instance (default: all); ignored with RAY_ADDRESS")
+        if name == "sweep":
+            s.add_argument("--register", metavar="NAME", default=None,
+                           help="register the best trial's models in MLflow's Model Registry as NAME-<model>")
     e = spec_cmd("expert", "train a PPO expert to a target return and record its demonstrations")
     e.add_argument("--storage", default="results", help="demonstrations go to <storage>/experts/<name>")
     e.add_argument("--force", action="store_true", help="replace existing demonstrations of this name")
@@ -57,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
     r.add_argument("--max-runs", type=int, default=50)
     r.add_argument("--wide", action="store_true", help="every differing parameter and every metric, not cut to fit")
+    rp = sub.add_parser("report", help="the paper-vs-ours page of a study, from MLflow (Markdown and HTML)")
+    rp.add_argument("study", help="the study's name (its MLflow parent run)")
+    rp.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
+    rp.add_argument("--out", default=None, help="folder for report.md, images/, report.html (default: report-<study>)")
+    ld = sub.add_parser("load", help="load a finished run's trained model: sample images, or play episodes")
+    ld.add_argument("run_id")
+    ld.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
+    ld.add_argument("--out", default=None, help="generative runs: where to write a grid of samples (PNG)")
+    ld.add_argument("--num", type=int, default=64, help="generative runs: images in the grid")
+    ld.add_argument("--episodes", type=int, default=10, help="RL runs: greedy episodes to play")
     return p
 
 
@@ -73,9 +88,7 @@ def _start_ray(num_cpus: float | None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ctx = ray.init(runtime_env=runtime_env)
     else:
-        # The dashboard is not optional: Ray Train's placement-group cleaner asks its state API, and
-        # without it the resources of trials that ASHA stops are never released. It binds 127.0.0.1.
-        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, runtime_env=runtime_env)
+        ctx = ray.init(**local_ray_options(num_cpus, runtime_env))
     import genlab
 
     print(f"[genlab] genlab {genlab.__version__} from {tracking.code_path()}", flush=True)
@@ -83,13 +96,32 @@ def _start_ray(num_cpus: float | None) -> None:
         print(f"[genlab] Ray dashboard: http://{ctx.dashboard_url}", flush=True)
 
 
-def _check_resources(spec: config.RunSpec, num_cpus: float | None) -> None:
-    if os.environ.get("RAY_ADDRESS"):
-        return  # a cluster may autoscale; Ray places what it can
-    import torch
+def local_ray_options(num_cpus: float | None, runtime_env: dict) -> dict:
+    """``ray.init`` arguments for a local Ray of this process's own, whatever else runs on the machine.
 
-    config.check_local_resources(spec, cpus_available=num_cpus or os.cpu_count() or 1,
-                                 gpus_available=torch.cuda.device_count())
+    The dashboard is not optional: Ray Train's placement-group cleaner asks its state API, and without it the
+    resources of trials that ASHA stops are never released. The cleaner finds that API from its environment;
+    with another Ray instance on the same machine it cannot tell which one is ours and fails ("Found multiple
+    active Ray instances"), so every Ray process is told our dashboard's address. The dashboard gets a free port
+    of its own (Ray's default 8265 may belong to another Ray; with a port given, Ray does not look further); genlab
+    prints its URL. It binds 127.0.0.1.
+    """
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env_vars = {**runtime_env.get("env_vars", {}), "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+    return {"address": "local", "num_cpus": num_cpus, "include_dashboard": True, "dashboard_port": port,
+            "runtime_env": {**runtime_env, "env_vars": env_vars}}
+
+
+def _preflight(spec, args, cluster: bool | None = None) -> None:
+    """Everything knowable before Ray starts (genlab.preflight); raises SpecError listing every problem."""
+    from genlab import preflight
+
+    for note in preflight.check(spec, source=args.spec, cluster=cluster, num_cpus=getattr(args, "num_cpus", None)):
+        print(f"[genlab] note: {note}", flush=True)
 
 
 def _storage(storage: str, uri: str) -> Path:
@@ -114,14 +146,16 @@ def _storage(storage: str, uri: str) -> Path:
     return path
 
 
-def _where_next(storage: Path, uri: str) -> None:
+def _where_next(storage: Path, uri: str, experiment: str, run_id: str | None = None) -> None:
     print("\nWhere to look next:")
     print(f"  results (Ray Tune/Train, TensorBoard):  {storage}    tensorboard --logdir {storage}")
     if uri.startswith("sqlite:///"):
-        print(f"  MLflow UI:  mlflow ui --backend-store-uri {uri} --host 127.0.0.1   (then http://127.0.0.1:5000)")
-    else:
-        print(f"  MLflow: {uri}")
-    print("  compare runs:  genlab runs <experiment>")
+        print(f"  MLflow UI:  mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
+    print(f"  the runs, in MLflow's training view:  {tracking.ui_url(uri, experiment)}")
+    where = "" if uri.startswith("sqlite:///") else f" --tracking-uri {uri}"
+    print(f"  compare runs:  genlab runs {experiment}{where}")
+    if run_id:
+        print(f"  the trained model:  genlab load {run_id}")
 
 
 def cmd_train(args) -> int:
@@ -130,7 +164,7 @@ def cmd_train(args) -> int:
     spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.RunSpec):
         raise SpecError(f"{args.spec} is not a run spec; run it with `genlab {_command_for(spec)} {args.spec}`")
-    _check_resources(spec, args.num_cpus)
+    _preflight(spec, args)
     uri = tracking.resolve_uri(spec.tracking.uri)
     storage = _storage(args.storage, uri)
     run_storage.check_can_start("run", storage, spec.name, args.resume)
@@ -141,7 +175,7 @@ def cmd_train(args) -> int:
         if k in result.metrics:
             print(f"  {k:28s} {result.metrics[k]:.4g}")
     print(f"  MLflow run id: {result.mlflow_run_id}")
-    _where_next(storage, uri)
+    _where_next(storage, uri, spec.tracking.experiment, result.mlflow_run_id)
     return 0
 
 
@@ -151,11 +185,12 @@ def cmd_sweep(args) -> int:
     spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.SweepSpec):
         raise SpecError(f"{args.spec} has no search_space; run it with `genlab {_command_for(spec)} {args.spec}`")
-    _check_resources(spec.run, args.num_cpus)
+    _preflight(spec, args)
     storage = _storage(args.storage, tracking.resolve_uri(spec.run.tracking.uri))
     sweep.check_can_start(spec, storage, args.resume)
     _start_ray(args.num_cpus)
     summary = sweep.run(spec, storage_path=storage, resume=args.resume)
+    uri = tracking.resolve_uri(spec.run.tracking.uri)
     if summary.interrupted:
         print(f"\nSweep {spec.name} interrupted; finish it with:\n  genlab sweep {args.spec} "
               + " ".join(f"--set {o}" for o in args.overrides) + f" --storage {args.storage} --resume")
@@ -169,8 +204,48 @@ def cmd_sweep(args) -> int:
         print(f"\nBest trial: {best.trial_id}  {spec.metric}={best.best:.4g}")
         for k, v in sorted(best.params.items()):
             print(f"  {k} = {v}")
-    _where_next(summary.sweep_dir, tracking.resolve_uri(spec.run.tracking.uri))
+        if args.register:
+            for name, version in sweep.register_best(summary, spec, args.register):
+                print(f"  registered {name} version {version}  (mlflow.pytorch.load_model('models:/{name}/{version}'))")
+    _where_next(summary.sweep_dir, uri, spec.run.tracking.experiment, best.mlflow_run_id if best else None)
     return 0 if best is not None else 1
+
+
+def cmd_study(args) -> int:
+    from genlab import studies
+    from genlab.runners import study as study_runner
+
+    spec = studies.load(args.spec, args.overrides)
+    for arm in spec.arms:
+        _preflight(arm.run, args)
+    uri = tracking.resolve_uri(spec.tracking.uri)
+    storage = _storage(args.storage, uri)
+    from genlab.runners import storage as run_storage
+
+    run_storage.check_can_start("study", storage, spec.name, args.resume)
+    _start_ray(args.num_cpus)
+    summary = study_runner.run(spec, storage_path=storage, resume=args.resume)
+    if summary.interrupted:
+        print(f"\nStudy {spec.name} interrupted; finish it with: genlab study {args.spec} --storage {args.storage} "
+              "--resume")
+        return 130
+    print(f"\nStudy {spec.name}: {summary.runs} runs ({len(spec.arms)} arms x {len(spec.seeds)} seeds), "
+          f"{len(summary.failed)} failed")
+    for line in summary.failed:
+        print(f"  failed: {line}")
+    print(f"\nThe paper-vs-ours page:  genlab report {spec.name}" + ("" if uri.startswith("sqlite:///") else
+                                                                      f" --tracking-uri {uri}"))
+    _where_next(summary.study_dir, uri, spec.tracking.experiment)
+    return 0 if len(summary.failed) < summary.runs else 1
+
+
+def cmd_report(args) -> int:
+    from genlab import report
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    md, page = report.build(uri, args.study, Path(args.out or f"report-{args.study}"))
+    print(f"{md}\n{page}   (self-contained: open it in a browser)")
+    return 0
 
 
 def _command_for(spec) -> str:
@@ -183,13 +258,14 @@ def cmd_expert(args) -> int:
     spec = config.load_any(args.spec, args.overrides)
     if not isinstance(spec, config.ExpertSpec):
         raise SpecError(f"{args.spec} is not an expert spec; run it with `genlab {_command_for(spec)} {args.spec}`")
+    _preflight(spec, args)
     out = Path(args.storage).resolve() / "experts" / spec.name
     if (out / "demos.parquet").exists() and not args.force:
         raise SpecError(f"{out} already holds demonstrations; pass --force to replace them, or choose a new name")
     _start_ray(args.num_cpus)
     path = rl.expert(spec, out)
     print(f"\nDemonstrations: {path}   (use it as demos: {{path: {path}}})")
-    _where_next(out, tracking.resolve_uri(spec.tracking.uri))
+    _where_next(out, tracking.resolve_uri(spec.tracking.uri), spec.tracking.experiment)
     return 0
 
 
@@ -197,6 +273,7 @@ def cmd_submit(args) -> int:
     spec = config.load_any(args.spec, args.overrides)  # bad input fails here, before anything is uploaded
     if isinstance(spec, config.ExpertSpec):
         raise SpecError(f"{args.spec} is an expert spec; genlab submit runs run and sweep specs")
+    _preflight(spec, args, cluster=True)
     env = {}
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -220,7 +297,16 @@ def cmd_submit(args) -> int:
 def cmd_validate(args) -> int:
     import yaml
 
+    from genlab import studies
+
+    if studies.is_study(config.read_yaml(args.spec)):
+        spec = studies.load(args.spec, args.overrides)
+        for arm in spec.arms:
+            _preflight(arm.run, args)
+        print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
+        return 0
     spec = config.load_any(args.spec, args.overrides)
+    _preflight(spec, args)
     print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 
@@ -234,11 +320,51 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_load(args) -> int:
+    import numpy as np
+    import torch
+
+    from genlab import models
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    try:
+        spec = models.run_spec(uri, args.run_id)
+    except Exception as e:
+        raise SpecError(f"run {args.run_id}: no genlab run spec at {uri} ({type(e).__name__}); is the run id from "
+                        "`genlab runs` and the tracking URI the run's?") from None
+    print(f"run {args.run_id}: {spec.algorithm} on {spec.env.id if spec.env else spec.data.name}; MLflow models: "
+          + ", ".join(f"runs:/{args.run_id}/{m}" for m in models.model_names(uri, args.run_id)))
+    loaded = models.load(args.run_id, uri)
+    if spec.env is not None:
+        from genlab.rl.evaluation import rollout
+
+        with torch.no_grad():
+            returns = rollout(lambda obs: loaded(torch.as_tensor(obs, dtype=torch.float32)).numpy(), spec.env.id,
+                              args.episodes, seed=0)
+        print(f"{args.episodes} greedy episodes of {spec.env.id}: mean return {np.mean(returns):.4g} "
+              f"(std {np.std(returns):.3g})")
+        return 0
+    out = Path(args.out or f"{spec.name}-samples.png")
+    tracking.grid_image(loaded.sample(args.num)).save(out)
+    print(f"{args.num} samples -> {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Runs opened in other processes (sweep trials) record the command the user typed.
+    os.environ.setdefault(tracking.COMMAND_ENV, tracking.command())
     try:
-        return {"train": cmd_train, "sweep": cmd_sweep, "expert": cmd_expert, "submit": cmd_submit,
-                "validate": cmd_validate, "runs": cmd_runs}[args.command](args)
+        return {"train": cmd_train, "sweep": cmd_sweep, "study": cmd_study, "expert": cmd_expert,
+                "submit": cmd_submit, "validate": cmd_validate, "runs": cmd_runs, "report": cmd_report,
+                "load": cmd_load}[args.command](args)
     except SpecError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if not errors.not_retryable(e):
+            raise
+        # A run that failed for a reason a retry cannot fix: Ray printed the worker's traceback above; the reason,
+        # once, is the last line (it is also the run's genlab.error tag in MLflow).
+        print(f"\ngenlab: error: {errors.summary(e)}", file=sys.stderr)
+        return 1

@@ -96,11 +96,15 @@ class TrackingSpec(Strict):
     """MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db."""
     experiment: str = Field(default="genlab", min_length=1)
     """MLflow experiment that holds the runs."""
+    system_metrics: bool = True
+    """Record CPU, memory, disk, network and GPU use of the process that trains (rank 0) every 10 s."""
+    log_models: bool = True
+    """Log the trained networks as MLflow models at the end of the run (`mlflow.pytorch.load_model`)."""
 
 
 class EnvSpec(Strict):
     id: str
-    """Gymnasium environment id, e.g. Pendulum-v1, Hopper-v5 (MuJoCo)."""
+    """Gymnasium environment id, e.g. Pendulum-v1, Hopper-v5 (MuJoCo), or genlab's (genlab.envs)."""
     num_envs: PositiveInt = 16
     """Vectorized copies of the env sampled per iteration."""
 
@@ -108,6 +112,8 @@ class EnvSpec(Strict):
     @classmethod
     def _registered(cls, v: str) -> str:
         import gymnasium as gym
+
+        import genlab.envs  # noqa: F401  (registers genlab's own env ids)
 
         if v not in gym.registry:
             close = [k for k in gym.registry if k.split("-")[0].lower() == v.split("-")[0].lower()]
@@ -292,8 +298,10 @@ class SweepSpec(Strict):
     max_concurrent: PositiveInt = 2
     """Trials running at once (each also needs its run's resources)."""
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    search: Literal["tpe", "random"] = "tpe"
+    """How trials are proposed: Optuna's TPE (learns from finished trials) or plain random sampling (the baseline)."""
     seed: NonNegativeInt = 0
-    """Seed of the Optuna TPE sampler."""
+    """Seed of the sampler (TPE or random)."""
 
     @field_validator("search_space", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ float32 in [-1, 1] on the fly, on the target device, and :func:`test_set` gives 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
@@ -100,6 +101,19 @@ def info(spec: DataSpec) -> DataInfo:
 def test_set(data: ImageData, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out images as float32 in [-1, 1] and their labels, on ``device`` (moved as uint8, then converted)."""
     return data.to_float(data.test_x.to(device)), data.test_y.to(device)
+
+
+def digest(data: ImageData) -> str:
+    """A short content hash of the dataset (images, labels, the labeled subset): equal data, equal digest."""
+    h = hashlib.sha256()
+    for t in (data.train_x, data.train_y, data.test_x, data.test_y, data.labeled_idx):
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def source(spec: DataSpec) -> str:
+    """Where the data came from: the local root of a torchvision dataset, or the package that ships it."""
+    return "sklearn.datasets:load_digits" if spec.name == "digits" else str(root(spec).resolve())
 
 
 def steps_per_epoch(data: ImageData, batch_size: int, world_size: int, steps: int | None = None) -> int:
@@ -266,16 +280,42 @@ _SOURCES = {
 }
 
 
+def missing_files(name: str, root: Path) -> list[Path]:
+    """The files (and folders: CelebA's img_align_celeba/) of dataset ``name`` that are not under ``root`` (none
+    for digits, which ships with scikit-learn)."""
+    return [root / f for f in _SOURCES[name].files if not (root / f).exists()] if name in _SOURCES else []
+
+
+def how_to_get(name: str, root: Path) -> str:
+    """How to put dataset ``name``'s files under ``root`` by hand."""
+    return _SOURCES[name].how.format(root=root)
+
+
+def digits_train_labels(seed: int) -> np.ndarray:
+    """The labels of genlab's digits training split (what ``load`` trains on), without building the images."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    y = load_digits().target
+    train, _ = train_test_split(np.arange(len(y)), test_size=297, stratify=y, random_state=seed)
+    return y[train]
+
+
+def mnist_train_labels(root: Path) -> np.ndarray:
+    """MNIST's training labels, read from the IDX label file alone (8-byte header, then one byte per label)."""
+    path = root / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    return np.frombuffer(path.read_bytes()[8:], dtype=np.uint8)
+
+
 def _must_fetch(name: str, root: Path, download: bool) -> bool:
     """Whether ``name`` must be downloaded (some files are missing and ``download`` allows it); raises
     :class:`DatasetNotFound` naming the missing files and how to get them when they are missing and it does not."""
-    source = _SOURCES[name]
-    missing = [root / f for f in source.files if not (root / f).exists()]
+    missing = missing_files(name, root)
     if missing and not download:
         raise DatasetNotFound(
             f"{name} not found under {root}; missing: {', '.join(map(str, missing))}. "
             "Either set data.download: true (needs a network) to let torchvision fetch it, "
-            f"or {source.how.format(root=root)}."
+            f"or {how_to_get(name, root)}."
         )
     return bool(missing)  # only download what is not there
 

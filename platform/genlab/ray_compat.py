@@ -50,6 +50,18 @@ def train_run_ids() -> tuple[str, str]:
         return ctx.train_run_context.run_id, ctx.controller_actor._actor_id.hex()
 
 
+def quiet_train_reports() -> None:
+    """Silence the line Ray Train's worker logs at every report ("Reporting training result N: <every metric>"):
+    genlab prints one progress line per epoch itself. That logger is named by its file's path, not under
+    ``ray.train``, so it has to be found through the module."""
+    import logging
+
+    with _guard("ray.train.v2._internal.execution.context (its logger)", "to keep one progress line per epoch"):
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def release_autoscaling_request(train_run_id: str, controller_actor_id: str | None, wait_s: float = 60.0) -> None:
     """Withdraw what a Ray Train run asked the autoscaler for, once its controller is gone.
 
@@ -155,6 +167,8 @@ def check() -> list[str]:
     checked.append("TrainAutoscalingCoordinatorClient.cancel_resource_request")
     torch_trainer_class(lambda e: False)
     checked.append("TorchTrainer failure policy")
+    quiet_train_reports()
+    checked.append("Train report logger")
     with _guard("Learner._learner_connector", "to insert reward pieces"):
         from ray.rllib.core.learner.learner import Learner
 

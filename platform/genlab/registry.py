@@ -34,8 +34,10 @@ ALGORITHMS: dict[str, Entry] = {
     "improved_gan": Entry("generative", "algorithms.improved_gan.config:ImprovedGANConfig",
                           "algorithms.improved_gan.algorithm:ImprovedGAN"),
     "infogan": Entry("generative", "algorithms.infogan.config:InfoGANConfig", "algorithms.infogan.algorithm:InfoGAN"),
+    "iaf_vae": Entry("generative", "algorithms.iaf_vae.config:IAFVAEConfig", "algorithms.iaf_vae.algorithm:IAFVAE"),
     "gail": Entry("rl", "algorithms.gail.config:GAILHparams", "algorithms.gail.rllib:build_config",
                   needs_demos=True, uses_ppo=True),
+    "vime": Entry("rl", "algorithms.vime.config:VIMEHparams", "algorithms.vime.rllib:build_config", uses_ppo=True),
     "bc": Entry("rl", "algorithms.bc.config:BCHparams", "algorithms.bc.algorithm:build_config", needs_demos=True),
 }
 

@@ -15,6 +15,8 @@ The default store needs no server: ``sqlite:///<cwd>/mlflow.db`` with artifacts 
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import os
 import shlex
@@ -25,11 +27,14 @@ import tempfile
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from genlab import errors
 
 PACKAGES = ("genlab", "ray", "torch", "torchvision", "mlflow", "optuna", "gymnasium", "mujoco", "numpy",
             "pydantic", "scikit-learn")
@@ -43,6 +48,8 @@ TAG_NODE_IP = "genlab.node_ip"  # the Ray node that trained the run (rank 0 of a
 TAG_NODE_ID = "genlab.node_id"
 TAG_DEVICE = "genlab.device"
 TAG_CODE = "genlab.code"  # the genlab package that ran: a Ray job's runtime env, or the installed one
+TAG_SOURCE = "mlflow.source.name"  # what the UI's Source column shows: the genlab command
+COMMAND_ENV = "GENLAB_COMMAND"  # the driver's command, for runs opened in other processes (sweep trials)
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -66,18 +73,36 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+"""The tag with which MLflow 3 says an experiment is for model training, not GenAI. Checked in a browser against
+MLflow 3.17.2: its UI still opens every experiment in the workspace of its GenAI / Model training toggle (GenAI
+unless the browser remembers otherwise), tag or not; ``?workflowType=machine_learning`` in the URL switches it, so
+genlab prints URLs with it (:func:`ui_url`). The tag stays: it is how MLflow's API and later UIs tell the kinds
+apart."""
+
+
 def experiment_id(uri: str, name: str) -> str:
+    """The experiment's id, created (and marked as a model-training experiment) if it does not exist yet."""
     c = client(uri)
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return c.create_experiment(name, artifact_location=default_artifact_root(uri, name))
-    except Exception:  # created concurrently by another trial
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        try:
+            return c.create_experiment(name, artifact_location=default_artifact_root(uri, name),
+                                       tags=dict([EXPERIMENT_KIND]))
+        except Exception:  # created concurrently by another trial
+            exp = c.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if EXPERIMENT_KIND[0] not in exp.tags:  # an experiment made before genlab marked them
+        c.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
+    return exp.experiment_id
+
+
+def ui_url(uri: str, experiment: str) -> str:
+    """The URL that opens the experiment's runs in the MLflow UI's training view: a tracking server's own address,
+    or for a local store the address `mlflow ui` serves (http://127.0.0.1:5000)."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id(uri, experiment)}/runs?workflowType=machine_learning"
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -128,6 +153,16 @@ def placement() -> dict[str, str]:
     return tags
 
 
+def command() -> str:
+    """The genlab command this process runs, as a user typed it (the MLflow UI's Source column shows it)."""
+    if os.environ.get(COMMAND_ENV):
+        return os.environ[COMMAND_ENV]
+    argv = list(sys.argv)
+    if argv and (argv[0].endswith(("genlab", "genlab/__main__.py")) or argv[0] == "-m"):
+        argv[0] = "genlab"
+    return shlex.join(argv)
+
+
 def find_run(uri: str, exp_id: str, tag: str, value: str):
     """The most recent run carrying this tag value, or None."""
     runs = client(uri).search_runs([exp_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1,
@@ -149,7 +184,7 @@ def open_run(uri: str, experiment: str, *, run_name: str, config: dict, tags: di
             return existing.info.run_id
     commit = git_commit()
     all_tags = {"mlflow.runName": run_name, "mlflow.source.git.commit": commit, "genlab.git_commit": commit,
-                **tags}
+                TAG_SOURCE: command(), "mlflow.source.type": "LOCAL", **tags}
     run = c.create_run(exp_id, run_name=run_name, tags=all_tags)
     rid = run.info.run_id
     from mlflow.entities import Param
@@ -158,7 +193,7 @@ def open_run(uri: str, experiment: str, *, run_name: str, config: dict, tags: di
     for i in range(0, len(params), 100):
         c.log_batch(rid, params=params[i : i + 100])
     c.log_text(rid, yaml.safe_dump(config, sort_keys=False), "spec/resolved.yaml")
-    c.log_text(rid, shlex.join(sys.argv), "spec/command.txt")
+    c.log_text(rid, all_tags[TAG_SOURCE], "spec/command.txt")
     c.log_dict(rid, {"git_commit": commit, "genlab_code": code_path(), **package_versions()},
                "spec/environment.json")
     return rid
@@ -175,7 +210,7 @@ def close_run(uri: str, run_id: str, error: BaseException | str | None = None) -
         c.set_terminated(run_id, status="KILLED")
         return
     text = error if isinstance(error, str) else "".join(traceback.format_exception(error))
-    c.set_tag(run_id, TAG_ERROR, text.strip().splitlines()[-1][:4000] if text.strip() else "unknown error")
+    c.set_tag(run_id, TAG_ERROR, errors.summary(error)[:4000])
     c.log_text(run_id, text, "error.txt")
     c.set_terminated(run_id, status="FAILED")
 
@@ -199,6 +234,49 @@ def run_scope(uri: str, experiment: str, *, run_name: str, config: dict, tags: d
         raise
     if close:
         close_run(uri, logger.run_id, logger.end_error)
+
+
+SYSTEM_METRICS_INTERVAL_S = 10
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What MLflow records of a dataset a run used."""
+
+    name: str
+    source: str
+    """A local folder, or where the data comes from when it ships with a package (e.g. ``sklearn:load_digits``)."""
+    digest: str
+    profile: dict = field(default_factory=dict)
+    """Counts worth seeing on the run page: images, labeled / unlabeled, trajectories, transitions."""
+
+
+def _meta_dataset_class():
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class GenlabDataset(MetaDataset):
+        def __init__(self, info: DatasetInfo):
+            from mlflow.data.code_dataset_source import CodeDatasetSource
+            from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+            # A folder: MLflow's local source ("local", its path); data a package ships: a code source.
+            source = (resolve_dataset_source(info.source) if info.source.startswith("/")
+                      else CodeDatasetSource({"loader": info.source}))
+            self.info = info
+            super().__init__(source=source, name=info.name, digest=info.digest)
+
+        @property
+        def profile(self):
+            return self.info.profile
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self.info.profile)}
+
+    return GenlabDataset
+
+
+def _MetaDataset(info: DatasetInfo):  # noqa: N802 - a class built on first use (mlflow.data imports are heavy)
+    return _meta_dataset_class()(info)
 
 
 class RunLogger:
@@ -252,6 +330,50 @@ class RunLogger:
     def dir(self, local: str | Path, artifact_dir: str) -> None:
         """Log a folder's contents under ``artifact_dir``."""
         self.client.log_artifacts(self.run_id, str(local), artifact_dir)
+
+    def dataset(self, info: DatasetInfo, context: str) -> None:
+        """Record what the run trained (``context="train"``) or evaluated (``"eval"``) on as an MLflow dataset
+        input: the run page's and the runs table's Dataset column show it."""
+        from mlflow.entities import DatasetInput, InputTag
+
+        entity = _MetaDataset(info)._to_mlflow_entity()
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[
+            InputTag("mlflow.data.context", context)])])
+
+    def model(self, name: str, module, example_input) -> None:
+        """Log a torch module as an MLflow model at ``<name>/`` (signature and input example from
+        ``example_input``), so that ``mlflow.pytorch.load_model("runs:/<run id>/<name>")`` gives it back."""
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        module, example_input = copy.deepcopy(module).cpu().eval(), example_input.cpu()  # portable, inference mode
+        with torch.no_grad():
+            output = module(example_input)
+        signature = infer_signature(example_input.cpu().numpy(), output.detach().cpu().numpy())
+        with tempfile.TemporaryDirectory() as d:
+            # Pickled, not MLflow's traced "pt2" format: genlab's modules (weight norm's data-dependent init, RLlib
+            # policies) do not all trace; loading needs genlab's packages installed, as any run of it does.
+            mlflow.pytorch.save_model(module, Path(d) / name, signature=signature, serialization_format="pickle",
+                                      input_example=example_input[:2].cpu().numpy())
+            self.client.log_artifacts(self.run_id, str(Path(d) / name), name)
+
+    @contextmanager
+    def system_metrics(self, enabled: bool = True, node: str | None = None) -> Iterator[None]:
+        """Record this machine's CPU, memory, disk, network (and GPU where present) as ``system/*`` metrics every
+        10 s while the body runs: the run page's System metrics tab."""
+        if not enabled:
+            yield
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(self.run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S,
+                                       resume_logging=True, node_id=node, tracking_uri=self.uri)
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
 
 
 def _short(value: str) -> str:

@@ -7,8 +7,10 @@ iteration (GAIL: ``disc_steps``; VIME: the BNN's updates). :class:`AuxiliaryModu
 - registers an Adam optimizer at the module's own learning rate (``configure_optimizers_for_module``);
 - lets the module's loss be computed by the learner (``aux_loss``), so the module needs no reference to the
   learner or the config;
-- drops the module from a minibatch once its per-iteration budget is spent, so that no forward pass, loss or
-  gradient is computed for it there: what keeps an auxiliary model from slowing PPO down.
+- keeps the policy's transitions of the iteration (``keep_aux_data``, which the reward piece calls) outside
+  RLlib's train batch, and gives the module a random minibatch of them (the size of PPO's) on each of its steps,
+  on the first PPO minibatches only: on the others no forward pass, loss, gradient or even slicing happens for it.
+  That is what keeps an auxiliary model from slowing PPO down.
 
 A learner lists its auxiliary modules in ``aux_modules()``: module id -> :class:`AuxBudget`.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from ray.rllib.core import DEFAULT_MODULE_ID, Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
 
 
@@ -50,18 +53,29 @@ class AuxiliaryModules:
         self.register_optimizer(module_id=module_id, optimizer=torch.optim.Adam(params), params=params,
                                 lr_or_lr_schedule=budgets[module_id].lr)
 
+    def keep_aux_data(self, module_id: str, columns: dict[str, torch.Tensor]) -> None:
+        """Keep this iteration's valid transitions (``LOSS_MASK`` rows) for ``module_id``'s steps."""
+        mask = columns[Columns.LOSS_MASK]
+        self.aux_data = getattr(self, "aux_data", {})
+        self.aux_data[module_id] = {k: v[mask] for k, v in columns.items()}
+
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().before_gradient_based_update(timesteps=timesteps)
         self.aux_steps_taken = dict.fromkeys(self.aux_modules(), 0)
 
     def _update(self, batch: dict[str, Any]):
-        spent = [mid for mid, b in self.aux_modules().items()
-                 if mid in batch and self.aux_steps_taken.get(mid, 0) >= b.steps_per_iteration]
-        if spent:
-            batch = {mid: v for mid, v in batch.items() if mid not in spent}
-        for mid in self.aux_modules():
-            if mid in batch:
-                self.aux_steps_taken[mid] = self.aux_steps_taken.get(mid, 0) + 1
+        batch = dict(batch)
+        for mid, budget in self.aux_modules().items():
+            data = getattr(self, "aux_data", {}).get(mid)
+            taken = self.aux_steps_taken.get(mid, 0)
+            batch.pop(mid, None)
+            if data is None or taken >= budget.steps_per_iteration:
+                continue
+            n = len(data[Columns.OBS])
+            size = min(n, len(batch[DEFAULT_MODULE_ID][Columns.OBS]))
+            idx = torch.randperm(n, device=data[Columns.OBS].device)[:size]
+            batch[mid] = {k: v[idx] for k, v in data.items()}
+            self.aux_steps_taken[mid] = taken + 1
         return super()._update(batch)
 
     def compute_losses(self, *, fwd_out: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:

@@ -25,30 +25,32 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from genlab import ray_compat
 
 RewardFn = Callable[[RLModule, dict[str, torch.Tensor]], torch.Tensor]
-"""(learner-only module, its batch: OBS, ACTIONS[, NEXT_OBS], LOSS_MASK) -> one value per row."""
+"""(learner-only module, its batch: OBS, ACTIONS, REWARDS (the env's), LOSS_MASK[, NEXT_OBS]) -> one value per row."""
 
 
 class ModuleReward(ConnectorV2):
     """Rewrites ``batch[DEFAULT_MODULE_ID][REWARDS]`` from ``reward_fn(module, columns)`` computed without gradients.
 
-    ``mode="replace"``: r ← value; ``mode="add"``: r ← r + value. It also hands the module its own batch (the
-    policy's OBS, ACTIONS, LOSS_MASK and, with ``next_obs=True``, NEXT_OBS), so that the module trains on the
-    policy's samples, and logs ``(module_id, "reward_mean")`` (the mean value over the valid rows).
+    ``mode="replace"``: r ← value; ``mode="add"``: r ← r + value. It hands ``keep(module_id, columns)`` the policy's
+    OBS, ACTIONS, env REWARDS, LOSS_MASK and, with ``next_obs=True``, NEXT_OBS: the learner keeps them for the
+    module to train on (``genlab.rl.auxiliary``), outside RLlib's minibatches, which would otherwise slice them on
+    every PPO minibatch. It logs ``(module_id, "reward_mean")`` (the mean value over the valid rows).
     """
 
     def __init__(self, input_observation_space: gym.Space | None = None, input_action_space: gym.Space | None = None,
-                 *, module_id: str, reward_fn: RewardFn, mode: Literal["replace", "add"] = "replace",
-                 next_obs: bool = False, **kwargs):
+                 *, module_id: str, reward_fn: RewardFn, keep: Callable[[str, dict], None],
+                 mode: Literal["replace", "add"] = "replace", next_obs: bool = False, **kwargs):
         super().__init__(input_observation_space, input_action_space, **kwargs)
         if mode not in ("replace", "add"):
             raise ValueError(f"mode must be 'replace' or 'add', got {mode!r}")
-        self.module_id, self.reward_fn, self.mode, self.next_obs = module_id, reward_fn, mode, next_obs
+        self.module_id, self.reward_fn, self.keep, self.mode, self.next_obs = module_id, reward_fn, keep, mode, next_obs
 
     def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs):
         policy = batch[DEFAULT_MODULE_ID]
         env_rewards = policy[Columns.REWARDS]
         mask = policy.get(Columns.LOSS_MASK, torch.ones_like(env_rewards, dtype=torch.bool))
-        columns = {Columns.OBS: policy[Columns.OBS], Columns.ACTIONS: policy[Columns.ACTIONS], Columns.LOSS_MASK: mask}
+        columns = {Columns.OBS: policy[Columns.OBS], Columns.ACTIONS: policy[Columns.ACTIONS],
+                   Columns.REWARDS: env_rewards, Columns.LOSS_MASK: mask}
         if self.next_obs:
             columns[Columns.NEXT_OBS] = policy[Columns.NEXT_OBS]
         with torch.no_grad():
@@ -59,7 +61,7 @@ class ModuleReward(ConnectorV2):
         values = values.to(env_rewards.dtype)
         new = values if self.mode == "replace" else env_rewards + values
         policy[Columns.REWARDS] = torch.where(mask, new, env_rewards)
-        batch[self.module_id] = columns
+        self.keep(self.module_id, columns)
         if metrics is not None:
             metrics.log_value((self.module_id, "reward_mean"), values[mask].mean().item(), window=1)
         return batch

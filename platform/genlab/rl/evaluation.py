@@ -16,6 +16,8 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
 
+import genlab.envs  # noqa: F401  (genlab's env ids, made here by gym.make)
+
 Policy = Callable[[np.ndarray], np.ndarray]
 """A batch of observations (num_envs, *obs_shape) -> a batch of env actions."""
 
@@ -64,6 +66,22 @@ def module_policy(module: RLModule, action_space: gym.Space, *, greedy: bool = T
             return to_env_actions(dist.sample(), action_space).numpy()
 
     return act
+
+
+class GreedyPolicy(torch.nn.Module):
+    """An RLModule's deterministic policy as a plain torch module: a batch of observations -> env actions.
+
+    What a trained RL run logs as its MLflow model ``policy``: ``mlflow.pytorch.load_model(...)(obs)`` acts.
+    """
+
+    def __init__(self, module: RLModule, action_space: gym.Space):
+        super().__init__()
+        self.module, self.action_space = module, action_space
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.module.forward_inference({Columns.OBS: obs.float()})
+        dist = self.module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+        return to_env_actions(dist.to_deterministic().sample(), self.action_space)
 
 
 @dataclass

@@ -7,7 +7,10 @@ RUNNER_METRICS = ("eval/true_return", "eval/normalized_score", "env/episode_retu
 run has demonstrations) and the env runners' own episode statistics (the true return, never a surrogate)."""
 
 _POLICY_LOSSES = ("policy_loss", "vf_loss", "entropy", "mean_kl_loss")
-_SKIP = ("num_", "gradients_", "module_train_batch", "weights_seq_no", "diff_num_grad_updates")
+_SKIP = ("num_", "gradients_", "module_train_batch", "weights_seq_no", "diff_num_grad_updates", "curr_",
+         "default_optimizer", "total_loss")
+"""RLlib's bookkeeping that it logs for every module (the PPO entropy coefficient and learning rate it would use,
+its own copy of the loss): not a learner-only module's metrics."""
 
 
 def from_result(result: dict, policy_id: str = "default_policy") -> dict[str, float]:
@@ -19,7 +22,7 @@ def from_result(result: dict, policy_id: str = "default_policy") -> dict[str, fl
         if k in runners:
             out[f"env/{k}"] = runners[k]
     for module_id, stats in result.get("learners", {}).items():
-        if not isinstance(stats, dict):
+        if not isinstance(stats, dict) or module_id.startswith("__"):  # __all_modules__: RLlib's totals
             continue
         for k, v in stats.items():
             if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -12,6 +12,7 @@ import gymnasium as gym
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
+import genlab.envs  # noqa: F401  (genlab's env ids: the env runner makes the env in this process)
 from genlab.rl.hparams import PPOHparams
 
 

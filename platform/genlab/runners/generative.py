@@ -13,9 +13,11 @@ NaN or infinite) fails the run at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -31,7 +33,8 @@ STATE_FILE = "state.pt"
 FAIL_ENV = "GENLAB_FAIL_AT_EPOCH"
 """Chaos hook: a worker raises once after reporting this epoch, to exercise recovery (tests, drills)."""
 NAN_ENV = "GENLAB_NAN_AT_STEP"
-"""Chaos hook: rank 0's losses read NaN at this training step, to exercise the non-finite check (tests)."""
+"""Chaos hook: rank 0's losses read NaN at this training step, to exercise the non-finite check (tests). Only the
+first run under a storage folder to get there does it (in a sweep: one trial)."""
 LOGICAL_GPUS_ENV = "GENLAB_LOGICAL_GPUS"
 """Set to 1 on clusters whose GPUs are Ray resources only (Ray's fake_multinode test clusters, e.g.
 cluster/local-autoscaling.yaml): trials reserve GPUs as usual but compute on the CPU (gloo backend)."""
@@ -82,6 +85,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     from ray.train.torch import prepare_model
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one progress line per epoch is ours
+    ray_compat.quiet_train_reports()
     spec = config.run_from_dict(cfg["spec"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -109,48 +113,68 @@ def train_loop_per_worker(cfg: dict) -> None:
                                                 parallel_strategy_kwargs={"find_unused_parameters": True}))
 
     logger = tracking.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"]) if rank == 0 else None
-    if logger is not None:  # where rank 0 ran, and which Ray Train run it belongs to
+    if logger is not None:  # where rank 0 ran, which Ray Train run it belongs to, what it trains on
         train_run, controller = ray_compat.train_run_ids()
         logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), TAG_TRAIN_RUN: train_run,
                      TAG_TRAIN_CONTROLLER: controller})
+        if checkpoint is None:
+            _log_datasets(logger, spec, ds)
     shown = [m for m in registry.metrics(spec.algorithm) if m.startswith(("eval/", "loss/"))][:6]
-    nan_at = cfg.get("nan_at_step") if rank == 0 else None
     b = spec.budget
-    for epoch in range(start_epoch, b.epochs + 1):
-        torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # reproducible from any epoch
-        t0, n_images, sums, n_steps = time.perf_counter(), 0, defaultdict(float), 0
-        for batch in data.batches(ds, epoch=epoch, **batch_args):
-            step_metrics = algo.train_step(batch)
-            if nan_at == algo.step:
-                step_metrics = {k: (float("nan") if k.startswith("loss/") else v) for k, v in step_metrics.items()}
-            check_finite(step_metrics, algo.step)
-            for k, v in step_metrics.items():
-                sums[k] += v
-            n_steps += 1
-            n_images += batch["x"].shape[0]
-        algo.end_epoch(epoch)
-        dt = time.perf_counter() - t0
-        metrics = {k: v / n_steps for k, v in sums.items()}
-        metrics.update({"epoch": epoch, "perf/images_per_s": n_images * world / dt, "perf/epoch_time_s": dt})
+    with logger.system_metrics(spec.tracking.system_metrics) if logger is not None else contextlib.nullcontext():
+        for epoch in range(start_epoch, b.epochs + 1):
+            torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # reproducible from any epoch
+            t0, n_images, sums, n_steps = time.perf_counter(), 0, defaultdict(float), 0
+            for batch in data.batches(ds, epoch=epoch, **batch_args):
+                step_metrics = algo.train_step(batch)
+                if rank == 0 and _inject_nan(cfg, algo.step):
+                    step_metrics = {k: (float("nan") if k.startswith("loss/") else v) for k, v in step_metrics.items()}
+                check_finite(step_metrics, algo.step)
+                for k, v in step_metrics.items():
+                    sums[k] += v
+                n_steps += 1
+                n_images += batch["x"].shape[0]
+            algo.end_epoch(epoch)
+            dt = time.perf_counter() - t0
+            metrics = {k: v / n_steps for k, v in sums.items()}
+            metrics.update({"epoch": epoch, "perf/images_per_s": n_images * world / dt, "perf/epoch_time_s": dt})
 
-        is_last = epoch == b.epochs
-        if rank == 0 and b.eval_due(epoch):
-            last_eval = algo.evaluate(*data.test_set(ds, device))
-            for name, grid in algo.images().items():
-                logger.image_grid(name, grid.images, epoch, grid.nrow)
-        metrics.update(last_eval)  # every report carries the latest eval metrics (schedulers need them)
-        history.append(metrics)
+            is_last = epoch == b.epochs
+            if rank == 0 and b.eval_due(epoch):
+                last_eval = algo.evaluate(*data.test_set(ds, device))
+                for name, grid in algo.images().items():
+                    logger.image_grid(name, grid.images, epoch, grid.nrow)
+            metrics.update(last_eval)  # every report carries the latest eval metrics (schedulers need them)
+            history.append(metrics)
 
-        if rank == 0:
-            logger.metrics(metrics, step=epoch)
-            _say(rank, f"epoch {epoch}/{b.epochs}  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics)
-                 + f"  {metrics['perf/images_per_s']:.0f} img/s")
-        if b.checkpoint_due(epoch):
-            state = {"algo": algo.state_dict(), "epoch": epoch, "history": history, "last_eval": last_eval}
-            _report_with_checkpoint(rank, metrics, state, final_to=logger if is_last else None, history=history)
-        else:
-            ray.train.report(metrics)
-        _maybe_inject_failure(cfg, epoch)
+            if rank == 0:
+                logger.metrics(metrics, step=epoch)
+                _say(rank, _progress(epoch, b.epochs, metrics, shown))
+            if is_last and logger is not None and spec.tracking.log_models:
+                for name, (module, example) in algo.models().items():
+                    logger.model(name, module, example)
+            if b.checkpoint_due(epoch):
+                state = {"algo": algo.state_dict(), "epoch": epoch, "history": history, "last_eval": last_eval}
+                _report_with_checkpoint(rank, metrics, state, final_to=logger if is_last else None, history=history)
+            else:
+                ray.train.report(metrics)
+            _maybe_inject_failure(cfg, epoch)
+
+
+def _progress(epoch: int, total: int, metrics: dict, shown: list[str]) -> str:
+    values = "  ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics)
+    return f"epoch {epoch}/{total}  {values}  {metrics['perf/images_per_s']:.0f} img/s"
+
+
+def _log_datasets(logger: tracking.RunLogger, spec: RunSpec, ds: data.ImageData) -> None:
+    n_train, n_labeled = len(ds.train_x), len(ds.labeled_idx)
+    profile = {"train_images": n_train, "test_images": len(ds.test_x), "shape": "x".join(map(str, ds.info.shape))}
+    if registry.uses_labels(spec.algorithm):
+        profile.update(labeled=n_labeled, unlabeled=n_train - n_labeled if n_labeled < n_train else 0)
+    digest, source = data.digest(ds), data.source(spec.data)
+    logger.dataset(tracking.DatasetInfo(spec.data.name, source, digest, profile), "train")
+    logger.dataset(tracking.DatasetInfo(f"{spec.data.name}-test", source, digest,
+                                        {"test_images": len(ds.test_x)}), "eval")
 
 
 def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final_to, history: list[dict]) -> None:
@@ -177,9 +201,22 @@ def _maybe_inject_failure(cfg: dict, epoch: int) -> None:
         raise RuntimeError(f"{FAIL_ENV}={epoch}: injected worker failure after epoch {epoch}")
 
 
+def _inject_nan(cfg: dict, step: int) -> bool:
+    if cfg.get("nan_at_step") != step:
+        return False
+    try:
+        Path(cfg["nan_marker"]).touch(exist_ok=False)  # atomic: one run under this storage gets it
+    except FileExistsError:
+        return False
+    return True
+
+
 def _say(rank: int, text: str) -> None:
+    """Rank 0's progress line. Written to the stream, not print()ed: Ray Train patches print in its workers to
+    both log and echo it, which showed every line twice in the driver's output."""
     if rank == 0:
-        print(f"[genlab] {text}", flush=True)
+        sys.stdout.write(f"[genlab] {text}\n")
+        sys.stdout.flush()
 
 
 # ------------------------------------------------------------------------------------------- driver
@@ -212,6 +249,8 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
             (storage_path / run_key).mkdir(parents=True, exist_ok=True)
         if os.environ.get(NAN_ENV):
             loop_cfg["nan_at_step"] = int(os.environ[NAN_ENV])
+            loop_cfg["nan_marker"] = str(storage_path / ".injected_nan")
+            storage_path.mkdir(parents=True, exist_ok=True)
 
         r = spec.resources
         callbacks = []

@@ -8,6 +8,7 @@ and logs to MLflow. ``expert(spec)`` trains PPO to a target return and records d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -16,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.rl_module import RLModule
 
 from genlab import ray_compat, registry, tracking
 from genlab.errors import NonFiniteLoss
 from genlab.rl import metrics as rl_metrics
-from genlab.rl.demos import META_FILE, read_meta, record_demos
-from genlab.rl.evaluation import EVAL_EPISODES, normalized_score, rollout
+from genlab.rl.demos import DEMOS_FILE, META_FILE, demos_dir, read_meta, record_demos
+from genlab.rl.evaluation import EVAL_EPISODES, GreedyPolicy, env_spaces, normalized_score, rollout
 from genlab.rl.hparams import PPOHparams
 from genlab.rl.ppo import make_ppo_config
 
@@ -64,8 +66,6 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
     workdir = storage / (run_key or spec.name)
     uri = tracking.resolve_uri(spec.tracking.uri)
     meta = read_meta(spec.demos.path, spec.env.id) if spec.demos else {}
-    shown = [m for m in registry.metrics(spec.algorithm) if m.startswith(("env/", "eval/"))][:3]
-    shown += [m for m in registry.hparams_class(spec.algorithm).metrics if not m.startswith("loss/")][:1]
     with tracking.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_RUN_KEY: str(workdir), tracking.TAG_KIND: "rl", **(mlflow_tags or {})},
                             resume_tag=(tracking.TAG_RUN_KEY, str(workdir)) if resume or in_tune else None,
@@ -79,38 +79,66 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
             algo.restore_from_path(str(ckpt))
             state = json.loads((ckpt / STATE_FILE).read_text())
             start, history = state["iteration"] + 1, state["history"]
-        b = spec.budget
+        else:
+            _log_datasets(run, spec, meta)
         try:
-            last_eval: dict[str, float] = {}
-            for it in range(start, b.epochs + 1):
-                t0 = time.perf_counter()
-                m = rl_metrics.from_result(algo.train())
-                _check_finite(m, it)
-                m.update({"epoch": it, "perf/iteration_s": time.perf_counter() - t0})
-                if b.eval_due(it):
-                    returns = rollout(_policy_module(algo), spec.env.id, EVAL_EPISODES, seed=spec.seed + 10_000)
-                    last_eval = {"eval/true_return": float(np.mean(returns))}
-                    if "expert_return" in meta:
-                        last_eval["eval/normalized_score"] = normalized_score(
-                            last_eval["eval/true_return"], meta["random_return"], meta["expert_return"])
-                m.update(last_eval)
-                history.append(m)
-                run.metrics(m, step=it)
-                print(f"[genlab] iteration {it}/{b.epochs}  "
-                      + "  ".join(f"{k}={m[k]:.4g}" for k in shown if k in m), flush=True)
-                if b.checkpoint_due(it):
-                    algo.save_to_path(str(ckpt))
-                    (ckpt / STATE_FILE).write_text(json.dumps({"iteration": it, "history": history}))
-                if it == b.epochs:  # before the last report: in a sweep, Tune may end the trial right after it
-                    run.learning_curves(history)
-                    run.dir(ckpt / MODULE_SUBDIR, "checkpoint/policy")
-                if in_tune:
-                    from ray import tune
-
-                    tune.report(m)
+            with run.system_metrics(spec.tracking.system_metrics):
+                _iterations(spec, algo, run, meta, history, start, ckpt, in_tune)
         finally:
             algo.stop()
     return RunResult(metrics=history[-1] if history else {}, history=history, mlflow_run_id=run.run_id)
+
+
+def _iterations(spec, algo, run: tracking.RunLogger, meta: dict, history: list[dict], start: int, ckpt: Path,
+                in_tune: bool) -> None:
+    """Train from iteration ``start`` to the budget: evaluate, log, checkpoint, report to Tune when in a sweep."""
+    b = spec.budget
+    shown = [m for m in registry.metrics(spec.algorithm) if m.startswith(("env/", "eval/"))][:3]
+    shown += [m for m in registry.hparams_class(spec.algorithm).metrics if not m.startswith("loss/")][:1]
+    last_eval: dict[str, float] = {}
+    for it in range(start, b.epochs + 1):
+        t0 = time.perf_counter()
+        m = rl_metrics.from_result(algo.train())
+        _check_finite(m, it)
+        m.update({"epoch": it, "perf/iteration_s": time.perf_counter() - t0})
+        if b.eval_due(it):
+            returns = rollout(_policy_module(algo), spec.env.id, EVAL_EPISODES, seed=spec.seed + 10_000)
+            last_eval = {"eval/true_return": float(np.mean(returns))}
+            if "expert_return" in meta:
+                last_eval["eval/normalized_score"] = normalized_score(
+                    last_eval["eval/true_return"], meta["random_return"], meta["expert_return"])
+        m.update(last_eval)
+        history.append(m)
+        run.metrics(m, step=it)
+        print(f"[genlab] iteration {it}/{b.epochs}  " + "  ".join(f"{k}={m[k]:.4g}" for k in shown if k in m),
+              flush=True)
+        if b.checkpoint_due(it):
+            algo.save_to_path(str(ckpt))
+            (ckpt / STATE_FILE).write_text(json.dumps({"iteration": it, "history": history}))
+        if it == b.epochs:  # before the last report: in a sweep, Tune may end the trial right after it
+            run.learning_curves(history)
+            run.dir(ckpt / MODULE_SUBDIR, "checkpoint/policy")
+            if spec.tracking.log_models:
+                obs_space, act_space = env_spaces(spec.env.id)
+                example = torch.as_tensor(np.stack([obs_space.sample() for _ in range(4)]), dtype=torch.float32)
+                run.model("policy", GreedyPolicy(_policy_module(algo), act_space), example)
+        if in_tune:
+            from ray import tune
+
+            tune.report(m)
+
+
+def _log_datasets(run: tracking.RunLogger, spec, meta: dict) -> None:
+    """The env the run acts in (context "environment") and, for imitation, the demonstrations it learns from."""
+    run.dataset(tracking.DatasetInfo(spec.env.id, f"gymnasium:{spec.env.id}", spec.env.id,
+                                     {"num_envs": spec.env.num_envs}), "environment")
+    if spec.demos is not None:
+        path = demos_dir(spec.demos.path).resolve()
+        digest = hashlib.sha256((path / DEMOS_FILE).read_bytes()).hexdigest()[:12]
+        used = spec.demos.num_trajectories or meta["n_trajectories"]
+        run.dataset(tracking.DatasetInfo(f"demos-{meta['env_id']}", str(path), digest, {
+            "trajectories_used": used, "trajectories_recorded": meta["n_trajectories"],
+            "transitions_recorded": meta["n_transitions"], "expert_return": round(meta["expert_return"], 3)}), "train")
 
 
 # -------------------------------------------------------------------------------------------------- experts

@@ -26,20 +26,20 @@ def has_sweep(sweep_dir: Path) -> bool:
 
 
 def check_can_start(kind: str, storage: Path, name: str, resume: bool) -> Path:
-    """The folder of run or sweep ``name`` (``kind``: "run" or "sweep"), after checking ``--resume`` against it.
+    """The folder of run, sweep or study ``name`` (``kind``), after checking ``--resume`` against it.
 
     Raises :class:`SpecError` when ``--resume`` finds nothing to resume, or when the name is taken and ``--resume``
     was not given; nothing is overwritten.
     """
     folder = Path(storage).resolve() / name
-    taken = has_sweep(folder) if kind == "sweep" else has_checkpoint(folder)
+    taken = has_sweep(folder) if kind in ("sweep", "study") else has_checkpoint(folder)
     if resume and not taken:
         raise SpecError(f"--resume: {folder} holds no interrupted {kind} to resume "
                         + ("(no checkpoint was written)" if folder.exists() else "(no such folder)")
                         + "; start it without --resume")
     if taken and not resume:
-        what = "a sweep" if kind == "sweep" else "a run with checkpoints"
+        what = f"a {kind}" if kind in ("sweep", "study") else "a run with checkpoints"
         raise SpecError(f"{folder} already holds {what} named {name!r}: pass --resume to "
-                        + ("finish it" if kind == "sweep" else "continue it from its last checkpoint")
+                        + ("finish it" if kind in ("sweep", "study") else "continue it from its last checkpoint")
                         + ", or choose a new name (--set name=...)")
     return folder

@@ -1,4 +1,4 @@
-"""Sweeps: Ray Tune + OptunaSearch (TPE) + ASHA over a run spec, resumable, one MLflow parent run.
+"""Sweeps: Ray Tune + OptunaSearch (TPE, or random search) + ASHA over a run spec, resumable, one MLflow parent run.
 
 Each trial is a small driver function that applies its sampled values to the base run spec, validates it, and
 calls its kind's runner through the registry (generative: a ``TorchTrainer`` whose rank-0 metrics reach Tune
@@ -20,8 +20,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab import config, registry, tracking
-from genlab.config import SweepSpec
+from genlab import config, errors, registry, tracking
+from genlab.config import SpecError, SweepSpec
 from genlab.runners import generative, storage
 
 TAG_SWEEP_DIR = "genlab.sweep_dir"
@@ -39,6 +39,7 @@ class TrialRow:
     params: dict
     """The sampled values, by dotted path."""
     error: str = ""
+    mlflow_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,25 @@ def _close_trial_runs():
         def on_trial_error(self, iteration, trials, trial, **info):
             run = self._ended(trial)
             if run is not None:
-                tracking.close_run(self.uri, run.info.run_id, trial.get_error() or "trial failed")
+                tracking.close_run(self.uri, run.info.run_id, _trial_error(trial))
 
     return CloseTrialRuns
+
+
+def _trial_error(trial) -> BaseException | str:
+    """The error Tune recorded for a failed trial. When Tune calls back, it has written it to the trial's local
+    folder (the pickled exception, else its text), not yet to the experiment's storage."""
+    import cloudpickle
+
+    for path, read in ((trial.pickled_error_file, lambda f: cloudpickle.load(f)),
+                       (trial.error_file, lambda f: f.read().decode())):
+        if path and Path(path).is_file():
+            try:
+                with open(path, "rb") as f:
+                    return read(f)
+            except Exception:  # an error that does not unpickle here: try its text
+                continue
+    return "trial failed (Tune recorded no error)"
 
 
 def check_can_start(spec: SweepSpec, storage_path: Path, resume: bool) -> Path:
@@ -159,7 +176,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
     """Run (or with ``resume=True`` finish) the sweep; returns its summary."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     sweep_dir = check_can_start(spec, Path(storage_path), resume)
@@ -193,13 +210,15 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
                 param_space={path: _tune_domain(dim) for path, dim in spec.search_space.items()},
                 tune_config=tune.TuneConfig(
                     metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples, scheduler=scheduler,
-                    search_alg=ConcurrencyLimiter(OptunaSearch(seed=spec.seed), spec.max_concurrent),
+                    search_alg=(ConcurrencyLimiter(OptunaSearch(seed=spec.seed), spec.max_concurrent)
+                                if spec.search == "tpe" else
+                                BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)),
                 ),
                 run_config=run_config,
             )
         results = tuner.fit()
         _release_autoscaling_requests(uri, experiment, spec.name)
-        summary = _summarize(spec, results, sweep_dir, parent.run_id)
+        summary = _summarize(spec, results, sweep_dir, parent.run_id, _trial_runs(uri, experiment, spec.name))
         _log_summary(parent, summary)
         if summary.interrupted:
             parent.end_error = KeyboardInterrupt()  # KILLED; --resume reopens it
@@ -242,7 +261,33 @@ def _best_value(spec: SweepSpec, result) -> float:
     return float(value) if value is not None else float("nan")
 
 
-def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str) -> SweepSummary:
+def _trial_runs(uri: str, experiment: str, sweep: str) -> dict[str, str]:
+    """Trial id -> MLflow run id, for the trials of this sweep."""
+    runs = tracking.client(uri).search_runs([tracking.experiment_id(uri, experiment)],
+                                            filter_string=f"tags.`{tracking.TAG_SWEEP}` = '{sweep}'", max_results=5000)
+    return {r.data.tags[tracking.TAG_TRIAL]: r.info.run_id for r in runs if tracking.TAG_TRIAL in r.data.tags}
+
+
+def register_best(summary: SweepSummary, spec: SweepSpec, name: str) -> list[tuple[str, str]]:
+    """Register the best trial's MLflow models in the Model Registry as ``<name>-<model>``; (name, version) each."""
+    import mlflow
+
+    from genlab import models
+
+    best = summary.best
+    if best is None or best.mlflow_run_id is None:
+        raise SpecError(f"--register {name}: the sweep has no successful trial to register")
+    uri = tracking.resolve_uri(spec.run.tracking.uri)
+    mlflow.set_tracking_uri(uri)
+    out = []
+    for model in models.model_names(uri, best.mlflow_run_id):
+        version = mlflow.register_model(f"runs:/{best.mlflow_run_id}/{model}", f"{name}-{model}",
+                                        tags={"genlab.sweep": spec.name, "genlab.trial_id": best.trial_id})
+        out.append((version.name, version.version))
+    return out
+
+
+def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str, trial_runs: dict[str, str]) -> SweepSummary:
     rows = []
     for r in results:
         epochs = int((r.metrics or {}).get("training_iteration", 0))
@@ -251,7 +296,7 @@ def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str) -> SweepS
             trial_id=_trial_id(r),
             status=status, epochs=epochs, best=_best_value(spec, r),
             params={k: v for k, v in (r.config or {}).items() if "." in k},
-            error=str(r.error).strip().splitlines()[-1] if r.error is not None and str(r.error).strip() else ""))
+            error=errors.summary(r.error) if r.error is not None else "", mlflow_run_id=trial_runs.get(_trial_id(r))))
     sign = 1 if spec.mode == "min" else -1
     rows.sort(key=lambda t: (t.status == "ERROR", t.best != t.best, sign * t.best if t.best == t.best else 0))
     return SweepSummary(spec.name, spec.metric, spec.mode, sweep_dir, run_id, rows, _interrupted(results, spec))
@@ -270,7 +315,8 @@ def _log_summary(parent: tracking.RunLogger, summary: SweepSummary) -> None:
     best = summary.best
     if best is not None:
         parent.client.log_metric(parent.run_id, f"best/{summary.metric}", best.best)
-        parent.tags({"best.trial_id": best.trial_id, **{f"best.{k}": str(v) for k, v in best.params.items()}})
+        parent.tags({"best.trial_id": best.trial_id, "best.mlflow_run_id": str(best.mlflow_run_id),
+                     **{f"best.{k}": str(v) for k, v in best.params.items()}})
 
 
 def _fmt(v):

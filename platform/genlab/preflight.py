@@ -1,0 +1,146 @@
+"""Pre-flight: everything about a spec that can be known on the driver, checked before Ray starts.
+
+``genlab.config`` validates a spec's shape (types, ranges, unknown keys, cross-field rules). The pre-flight goes on
+to what the spec refers to on this machine: dataset files under their root, enough labeled images per class,
+a batch that fits a worker's shard, demonstrations present and recorded on the run's env, resources the local
+Ray can place. A sweep is checked at both ends of every range (and at every choice). Each problem is one line
+naming the field and the fix, and all of a spec's problems are reported together, as a :class:`SpecError`.
+
+On a cluster (``RAY_ADDRESS`` set, inside a Ray job, or for ``genlab submit``) the data and demonstrations live on
+the cluster's file systems: those checks then happen on the workers, and :func:`check` says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+from genlab import config
+from genlab.config import ExpertSpec, RunSpec, SpecError, SweepSpec
+
+TRAIN_SIZES = {"digits": 1500, "mnist": 60000, "svhn": 73257, "cifar10": 50000, "celeba": 162770}
+"""Training images of each dataset (digits: genlab's split of scikit-learn's 1797; celeba: the train partition of
+list_eval_partition.txt)."""
+MIN_CLASS_COUNTS = {"svhn": 4659, "cifar10": 5000}
+"""The fewest training images of any class, for datasets whose labels are costly to read (SVHN: digit 9;
+CIFAR-10 is balanced). MNIST's and digits' counts are read from their labels."""
+
+
+def on_cluster() -> bool:
+    from genlab import jobs
+
+    return bool(os.environ.get("RAY_ADDRESS")) or jobs.in_job()
+
+
+def check(spec: RunSpec | SweepSpec | ExpertSpec, *, source: str, cluster: bool | None = None,
+          num_cpus: float | None = None) -> list[str]:
+    """Raise :class:`SpecError` listing every problem; return notes worth printing (checks left to the cluster)."""
+    cluster = on_cluster() if cluster is None else cluster
+    problems: list[str] = []
+    if isinstance(spec, RunSpec):
+        problems = run_problems(spec, cluster=cluster)
+        run = spec
+    elif isinstance(spec, SweepSpec):
+        problems = [f"run.{p}" for p in run_problems(spec.run, cluster=cluster)]
+        problems += _sweep_problems(spec, cluster)
+        run = spec.run
+    else:
+        run = None
+    if not cluster and run is not None:
+        problems += _resource_problems(run, num_cpus)
+    if problems:
+        raise SpecError(f"{source}: pre-flight:\n" + "\n".join(f"  {p}" for p in dict.fromkeys(problems)))
+    if cluster and run is not None and (run.data is not None and run.data.name != "digits" or run.demos is not None):
+        return ["on a cluster, dataset files and demonstrations are checked on the workers, not here"]
+    return []
+
+
+def run_problems(spec: RunSpec, *, cluster: bool) -> list[str]:
+    """What is wrong with running ``spec`` here (files, labels, batch size, demonstrations), one line each."""
+    if spec.data is not None:
+        return _data_problems(spec, cluster)
+    if spec.demos is not None and not cluster:
+        return _demos_problems(spec)
+    return []
+
+
+def _data_problems(spec: RunSpec, cluster: bool) -> list[str]:
+    from genlab import data
+
+    d, problems = spec.data, []
+    if d.name != "digits" and not d.download and not cluster:
+        root = data.root(d)
+        missing = data.missing_files(d.name, root)
+        if missing:
+            problems.append(f"data.name: {d.name} not found under {root} (data.root, else $GENLAB_DATA, else "
+                            f"~/.genlab/data); missing: {', '.join(map(str, missing))}. Set data.download: true "
+                            f"(needs a network), or {data.how_to_get(d.name, root)}")
+            return problems
+    shard = TRAIN_SIZES[d.name] // spec.resources.num_workers
+    if d.batch_size > shard:
+        problems.append(f"data.batch_size: {d.batch_size} is more than the {shard} training images of each worker's "
+                        f"shard ({TRAIN_SIZES[d.name]} / {spec.resources.num_workers} workers); lower data.batch_size")
+    if d.labels_per_class is not None:
+        fewest = _min_class_count(d, cluster)
+        if fewest is not None and d.labels_per_class > fewest[1]:
+            problems.append(f"data.labels_per_class: {d.labels_per_class} is more than {d.name}'s class {fewest[0]} "
+                            f"has ({fewest[1]} training images); at most {fewest[1]}")
+    return problems
+
+
+def _min_class_count(d: config.DataSpec, cluster: bool) -> tuple[str, int] | None:
+    """(class, count) of the class with the fewest training images, or None where it cannot be known here."""
+    import numpy as np
+
+    from genlab import data
+
+    if d.name == "digits":
+        counts = np.bincount(data.digits_train_labels(d.seed))
+    elif d.name == "mnist":
+        if cluster:
+            return None
+        counts = np.bincount(data.mnist_train_labels(data.root(d)))
+    else:
+        return ("9" if d.name == "svhn" else "any", MIN_CLASS_COUNTS[d.name])
+    return str(int(counts.argmin())), int(counts.min())
+
+
+def _demos_problems(spec: RunSpec) -> list[str]:
+    from genlab.rl.demos import read_meta
+
+    try:
+        read_meta(spec.demos.path, spec.env.id, num_trajectories=spec.demos.num_trajectories)
+    except FileNotFoundError as e:
+        return [f"demos.path: {e}"]
+    except ValueError as e:
+        field = "demos.num_trajectories" if "trajectories" in str(e) else "demos.path"
+        return [f"{field}: {e}"]
+    return []
+
+
+def _sweep_problems(spec: SweepSpec, cluster: bool) -> list[str]:
+    """The pre-flight of the run at both ends of every range and at every choice (validation checked their shape)."""
+    problems = []
+    base = spec.run.model_dump(mode="json")
+    for path, dim in spec.search_space.items():
+        probes = list(dim.choice) if isinstance(dim, config.Choice) else list(next(iter(dim.model_dump().values())))
+        for value in probes:
+            raw = copy.deepcopy(base)
+            config.set_path(raw, path, value)
+            run = config.RunSpec.model_validate(raw)
+            problems += [f"search_space.{path}: at {value!r}: {p}" for p in run_problems(run, cluster=cluster)]
+            if not cluster:
+                problems += [f"search_space.{path}: at {value!r}: {p}" for p in _resource_problems(run, None)]
+    return problems
+
+
+def _resource_problems(run: RunSpec, num_cpus: float | None) -> list[str]:
+    import torch
+
+    try:
+        config.check_local_resources(run, cpus_available=num_cpus or os.cpu_count() or 1,
+                                     gpus_available=torch.cuda.device_count())
+    except SpecError as e:
+        return str(e).splitlines()
+    return []
+

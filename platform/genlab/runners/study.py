@@ -1,0 +1,106 @@
+"""Studies: every arm × every seed as one Ray Tune experiment (a grid, no search, no early stopping), resumable,
+one MLflow parent run (tag ``genlab.kind: study``) with a child run per arm and seed, tagged with the arm, the
+seed and the paper claims it measures. ``genlab report`` turns those runs into the paper-vs-ours page.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from genlab import config, errors, registry, tracking
+from genlab.runners import storage
+from genlab.runners.sweep import TRIAL_DRIVER_MEMORY, _close_trial_runs
+from genlab.studies import StudySpec
+
+TAG_STUDY = "genlab.study"
+TAG_ARM = "genlab.arm"
+TAG_SEED = "genlab.seed"
+TAG_CLAIMS = "genlab.claims"
+TAG_STUDY_DIR = "genlab.study_dir"
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    name: str
+    study_dir: Path
+    mlflow_run_id: str
+    runs: int
+    failed: list[str]
+    """"<arm> seed <s>: <reason>" for each run that failed."""
+    interrupted: bool
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-").lower()
+
+
+def _trial(trial_config: dict, *, arms: dict, study: str, parent_run_id: str, train_storage: str) -> None:
+    from ray import tune
+
+    arm, seed = trial_config["arm"], trial_config["seed"]
+    raw = copy.deepcopy(arms[arm]["run"])
+    raw["seed"] = seed
+    raw["name"] = f"{study}-{slug(arm)}-s{seed}"
+    spec = config.run_from_dict(raw, source=f"{study}: {arm}, seed {seed}")
+    trial_id = tune.get_context().get_trial_id()
+    tags = {tracking.TAG_PARENT: parent_run_id, tracking.TAG_TRIAL: trial_id, TAG_STUDY: study, TAG_ARM: arm,
+            TAG_SEED: str(seed), TAG_CLAIMS: ",".join(arms[arm]["claims"])}
+    registry.runner(spec.algorithm)(spec, storage_path=train_storage, run_key=trial_id, in_tune=True,
+                                    mlflow_tags=tags)
+
+
+def _resources(arms: dict):
+    """A trial's resources by its arm: an RL run holds its CPUs in the trial; a generative trial's driver holds none
+    (its Ray Train workers do), as in sweeps."""
+
+    def resources(trial_config: dict) -> dict:
+        run = arms[trial_config["arm"]]["run"]
+        if registry.entry(run["algorithm"]).kind == "rl":
+            return {"cpu": run["resources"]["cpus_per_worker"]}
+        return {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
+
+    return resources
+
+
+def run(spec: StudySpec, *, storage_path: str | Path = "results", resume: bool = False) -> StudySummary:
+    """Run (or with ``resume=True`` finish) the study; returns its summary."""
+    from ray import tune
+    from ray.tune import ExperimentAnalysis
+    from ray.tune.experiment import Trial
+
+    study_dir = storage.check_can_start("study", Path(storage_path), spec.name, resume)
+    uri = tracking.resolve_uri(spec.tracking.uri)
+    experiment = spec.tracking.experiment
+    arms = {a.label: {"run": {**a.run.model_dump(mode="json"), "tracking": {"uri": uri, "experiment": experiment}},
+                      "claims": a.claims} for a in spec.arms}
+    with tracking.run_scope(uri, experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
+                            tags={tracking.TAG_KIND: "study", TAG_STUDY: spec.name, TAG_STUDY_DIR: str(study_dir)},
+                            resume_tag=(TAG_STUDY_DIR, str(study_dir)) if resume else None) as parent:
+        trainable = tune.with_resources(
+            tune.with_parameters(_trial, arms=arms, study=spec.name, parent_run_id=parent.run_id,
+                                 train_storage=str(study_dir / "train")),
+            _resources(arms))
+        max_epochs = max(a.run.budget.epochs for a in spec.arms)
+        run_config = tune.RunConfig(name=spec.name, storage_path=str(study_dir.parent),
+                                    callbacks=[_close_trial_runs()(uri, experiment, max_epochs)],
+                                    failure_config=tune.FailureConfig(max_failures=0))
+        if resume:
+            tuner = tune.Tuner.restore(str(study_dir), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = tune.Tuner(trainable, param_space={"arm": tune.grid_search(list(arms)),
+                                                       "seed": tune.grid_search(list(spec.seeds))},
+                               tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent),
+                               run_config=run_config)
+        results = tuner.fit()
+        saved = ExperimentAnalysis(results.experiment_path).trials
+        interrupted = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in saved) < len(arms) * len(spec.seeds)
+        failed = [f"{r.config['arm']} seed {r.config['seed']}: {errors.summary(r.error)}"
+                  for r in results if r.error is not None]
+        if interrupted:
+            parent.end_error = KeyboardInterrupt()
+        elif failed and len(failed) == len(results):
+            parent.end_error = f"all {len(failed)} runs failed; first: {failed[0]}"
+    return StudySummary(spec.name, study_dir, parent.run_id, len(results), failed, interrupted)

@@ -1,0 +1,66 @@
+"""Every Ray internal genlab uses is where the pinned Ray has it; a moved one fails with a message that says so."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from genlab import ray_compat
+
+
+def test_the_pinned_ray_is_installed_and_its_internals_are_in_place():
+    assert ray.__version__ == ray_compat.PINNED_RAY, "constraints.txt pins Ray; ray_compat.py is checked against it"
+    checked = ray_compat.check()
+    assert {"get_train_context", "TorchTrainer failure policy", "Learner._learner_connector"} <= set(checked)
+
+
+def test_a_moved_internal_names_itself_and_the_fix(monkeypatch):
+    from ray.rllib.core.learner.learner import Learner
+
+    class Bare:  # a learner of some other Ray version, without the private attribute
+        config = None
+
+    with pytest.raises(ray_compat.RayInternalsChanged) as err:
+        ray_compat.learner_connector(Bare())
+    msg = str(err.value)
+    assert "Learner._learner_connector" in msg and "reward piece" in msg and "ray==2.60.0" in msg
+    assert Learner  # the real class is importable
+
+
+def test_the_failure_policy_raises_deterministic_errors_and_retries_the_rest():
+    from ray.train import FailureConfig
+    from ray.train.v2._internal.execution.failure_handling import FailureDecision
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    from genlab.errors import DataError, not_retryable
+
+    trainer_cls = ray_compat.torch_trainer_class(not_retryable)
+    assert trainer_cls.__mro__[1].__name__ == "TorchTrainer"
+    policy_cls = _policy_class(trainer_cls)
+    policy = policy_cls(FailureConfig(max_failures=3))
+    wrapped = RuntimeError("worker died")
+    wrapped.__cause__ = DataError("data.labels_per_class: 1000 is more than class 0 has")
+    assert policy.make_decision(WorkerGroupError("bad data", {0: wrapped})) == FailureDecision.RAISE
+    assert policy.make_decision(WorkerGroupError("crash", {0: RuntimeError("segfault")})) == FailureDecision.RETRY
+
+
+def _policy_class(trainer_cls):
+    """The failure policy the trainer installs (built the way its controller gets it)."""
+    captured = {}
+
+    class Probe(trainer_cls):
+        def __init__(self):  # no Ray needed: only the override is exercised
+            self.run_config = type("RC", (), {"failure_config": None})()
+
+    def fake_super(self, **kwargs):
+        captured.update(kwargs)
+
+    import ray.train.torch
+
+    original = ray.train.torch.TorchTrainer._initialize_and_run_controller
+    ray.train.torch.TorchTrainer._initialize_and_run_controller = fake_super
+    try:
+        Probe()._initialize_and_run_controller(failure_policy=None)
+    finally:
+        ray.train.torch.TorchTrainer._initialize_and_run_controller = original
+    return type(captured["failure_policy"])

@@ -1,0 +1,152 @@
+"""Studies and `genlab report`: the interval code against hand-computed cases, the paper files, study specs, and a
+report built from a small real study (every section; no claim without a number or an explicit "not run"), opened
+in a real headless browser."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT, genlab_run
+
+from genlab import papers, stats, studies
+from genlab.errors import SpecError
+
+# --------------------------------------------------------------------------------------------- statistics
+
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    assert stats.iqm([1, 2, 3, 4, 5, 6, 7, 8]) == 4.5  # drops 1, 2 and 7, 8
+    assert stats.iqm([1, 2, 3, 4, 100, 5, 6, 7]) == 4.5  # an outlying seed does not move it
+    assert stats.iqm([2.0, 4.0, 9.0]) == 5.0  # three runs: nothing to trim
+
+
+def test_bootstrap_interval_cases_by_hand():
+    assert stats.bootstrap_ci([3.0, 3.0, 3.0]) == stats.Interval(3.0, 3.0, 3.0)  # no spread: the point itself
+    # Two tasks, each constant: every stratified resample keeps each task's runs, so the IQM never moves.
+    ci = stats.bootstrap_ci({"a": [1.0, 1.0], "b": [5.0, 5.0]})
+    assert (ci.low, ci.estimate, ci.high) == (3.0, 3.0, 3.0)
+    # Two values 0 and 1, mean: resamples of 2 give 0, 0.5 or 1 with probability 1/4, 1/2, 1/4.
+    ci = stats.bootstrap_ci([0.0, 1.0], np.mean, reps=4000)
+    assert ci.estimate == 0.5 and ci.low == 0.0 and ci.high == 1.0
+    ci = stats.bootstrap_ci([0.0, 1.0], np.mean, confidence=0.4, reps=4000)  # the middle 40%: only 0.5
+    assert ci.low == ci.high == 0.5
+    with pytest.raises(ValueError, match="at least one score"):
+        stats.bootstrap_ci({"a": []})
+
+
+def test_probability_of_improvement_by_hand():
+    assert stats.probability_of_improvement([3, 4], [1, 2]) == 1.0
+    assert stats.probability_of_improvement([1, 2], [3, 4]) == 0.0
+    assert stats.probability_of_improvement([1, 3], [2, 2]) == 0.5  # one win, one loss of each pair
+    assert stats.probability_of_improvement([2], [2]) == 0.5  # a tie counts half
+    assert stats.probability_of_improvement([0.1, 0.2], [0.3, 0.4], higher_is_better=False) == 1.0  # errors
+    ci = stats.probability_of_improvement_ci([3, 4, 5], [0, 1, 2])
+    assert ci == stats.Interval(1.0, 1.0, 1.0)
+    assert stats.mean_sd([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))
+
+
+# --------------------------------------------------------------------------------------------- specs
+
+
+def test_every_methods_paper_file_is_valid_and_names_shipped_specs():
+    found = papers.all_papers()
+    assert {"improved_gan", "gail"} <= set(found)
+    for method, paper in found.items():
+        for claim in paper.claims:
+            assert (ROOT / claim.spec).is_file(), f"{method}:{claim.id}: {claim.spec}"
+            if claim.ci:
+                assert (ROOT / claim.ci.spec).is_file(), f"{method}:{claim.id}: {claim.ci.spec}"
+
+
+def test_study_specs_are_checked_before_anything_runs(tmp_path):
+    base = {"name": "s", "seeds": [0, 1], "arms": [
+        {"label": "a", "run": "../../sweeps/improved_gan/digits.yaml", "claims": ["improved_gan:mnist-100-labels"]},
+        {"label": "b", "run": "../../sweeps/improved_gan/digits.yaml", "set": {"hparams.unlabeled_weight": 0}}]}
+
+    def load(changes: dict):
+        spec = tmp_path / "x" / "y" / "study.yaml"
+        spec.parent.mkdir(parents=True, exist_ok=True)
+        spec.write_text(yaml.safe_dump({**base, **changes}))
+        # the run paths above are relative to the study file: point them at the repository's specs
+        raw = yaml.safe_load(spec.read_text())
+        for arm in raw["arms"]:
+            arm["run"] = str(ROOT / "sweeps/improved_gan/digits.yaml")
+        spec.write_text(yaml.safe_dump(raw))
+        return studies.load(spec)
+
+    study = load({})
+    assert study.arm("b").run.hparams["unlabeled_weight"] == 0 and study.arm("a").run.hparams["unlabeled_weight"] > 0
+    cases = [
+        ({"comparisons": [{"paper": "improved_gan:ssl-beats-supervised", "treatment": "a", "control": "c"}]},
+         "comparisons[0].control: 'c' is not an arm"),
+        ({"arms": [{**base["arms"][0], "claims": ["improved_gan:mnist-1-label"]}]},
+         "no claim 'mnist-1-label'; it has: mnist-100-labels"),
+        ({"arms": [{**base["arms"][0], "claims": ["dcgan:x"]}]}, "no paper.yaml for method 'dcgan'"),
+        ({"comparisons": [{"paper": "improved_gan:mnist-100-labels", "treatment": "a", "control": "b"}]},
+         "is a claim, not a comparison"),
+        ({"seeds": [0, 0]}, "seeds: must be distinct"),
+        ({"arms": [base["arms"][0], {**base["arms"][0]}]}, "arms: labels must be unique"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load(changes)
+
+
+# --------------------------------------------------------------------------------------------- a real study
+
+STUDY = {
+    "name": "tiny-study",
+    "arms": [
+        {"label": "Improved-GAN", "run": str(ROOT / "sweeps/improved_gan/digits.yaml"),
+         "set": {"budget.epochs": 3, "budget.eval_every": 1, "hparams.d_hidden": [64, 32], "hparams.g_hidden": [32],
+                 "resources.cpus_per_worker": 1},
+         "claims": ["improved_gan:mnist-100-labels"]},
+        {"label": "supervised only", "run": str(ROOT / "sweeps/improved_gan/digits.yaml"),
+         "set": {"budget.epochs": 3, "budget.eval_every": 1, "hparams.d_hidden": [64, 32], "hparams.g_hidden": [32],
+                 "resources.cpus_per_worker": 1, "hparams.unlabeled_weight": 0}},
+    ],
+    "comparisons": [{"paper": "improved_gan:ssl-beats-supervised", "treatment": "Improved-GAN",
+                     "control": "supervised only"}],
+    "seeds": [0, 1],
+    "max_concurrent": 2,
+}
+
+
+@pytest.mark.slow
+def test_a_report_from_a_real_study_has_every_section_and_opens_in_a_browser(tmp_path):
+    spec = tmp_path / "study.yaml"
+    spec.write_text(yaml.safe_dump(STUDY))
+    out = genlab_run(tmp_path, "study", spec, "--storage", tmp_path / "results", "--num-cpus", "2").stdout
+    assert "Study tiny-study: 4 runs (2 arms x 2 seeds), 0 failed" in out and "genlab report tiny-study" in out
+
+    report = genlab_run(tmp_path, "report", "tiny-study", "--out", tmp_path / "report").stdout
+    md = (tmp_path / "report" / "report.md").read_text()
+    for section in ("## Arms", "## Claims: the paper beside ours", "## Comparisons", "## Learning curves",
+                    "## Pictures (latest evaluation, first seed)"):
+        assert section in md, section
+    claims = [line for line in md.splitlines() if line.startswith("| improved_gan: ")]
+    assert len(claims) == 4  # every claim of the paper: one measured here, three not run
+    measured = [c for c in claims if "not run" not in c]
+    assert len(measured) == 1 and "MNIST, 100 labels (10 per class)" in measured[0], measured
+    assert " ± " in measured[0] and "| 2 |" in measured[0], measured  # mean ± sd over the 2 seeds
+    for c in claims:  # a number or an explicit "not run", never an empty cell
+        cells = [x.strip() for x in c.strip("|").split("|")]
+        assert all(cells), c
+    assert "P(improvement)" in md and (tmp_path / "report" / "images" / "curves.png").is_file()
+    assert str(tmp_path / "report" / "report.html") in report
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium here (.ci/run installs Debian's chromium)")
+    page = tmp_path / "report" / "report.html"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=10000", "--dump-dom",
+                          page.as_uri()], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    n_images = md.count("![")
+    assert f"<title>ok {n_images} images</title>" in dom.stdout, dom.stdout[:500]
