@@ -15,7 +15,7 @@ import torch
 
 from algorithms.infogan import objective
 from algorithms.infogan.config import ARCH_MULTIPLE, TRAIN_METRICS, InfoGANConfig
-from algorithms.infogan.nets import build
+from algorithms.infogan.nets import CodeReader, build
 from genlab.algorithm import DataInfo, GenerativeAlgorithm, ImageGrid
 
 EVAL_BATCH = 500
@@ -130,6 +130,13 @@ class InfoGAN(GenerativeAlgorithm):
             return torch.cat([g(self.prior.generator_input(part)) for part in _chunks(latent, EVAL_BATCH)])
         finally:
             g.train()
+
+    def models(self) -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
+        """``generator``: G from its input ``[z, one_hot(c_1), ..., one_hot(c_L), c_cont]`` (the example: 4 draws of
+        the prior) to images; ``code_reader``: Q from images to the codes' parameters (:class:`.nets.CodeReader`)."""
+        latent = self.prior.sample(4, self.device, generator=torch.Generator().manual_seed(TRAVERSAL_SEED))
+        return {"generator": (self.nets["G"], self.prior.generator_input(latent)),
+                "code_reader": (CodeReader(self.nets["D"]), torch.zeros(4, *self.info.shape, device=self.device))}
 
     @torch.no_grad()
     def images(self) -> dict[str, ImageGrid]:

@@ -46,6 +46,19 @@ class DiscriminatorQ(nn.Module):
         return [*self.trunk.parameters(), *self.d_head.parameters()]
 
 
+class CodeReader(nn.Module):
+    """Q as the model users load: images in [-1, 1] -> Q's parameters of the codes, ``[logits of categorical code
+    1, ..., logits of code L, μ of the continuous codes, (log σ of them when learned)]``; the argmax of code 1's
+    logits is the image's cluster (on digits, its digit up to a relabelling)."""
+
+    def __init__(self, d: DiscriminatorQ):
+        super().__init__()
+        self.trunk, self.q_head = d.trunk, d.q_head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.q_head(self.trunk(x))
+
+
 def _conv(c_in: int, c_out: int, bn: bool) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=not bn), *([nn.BatchNorm2d(c_out)] if bn else []),
             _lrelu()]
