@@ -179,6 +179,32 @@ def test_paper_settings_in_the_specs():
     assert {"hparams.lambda_cat", "hparams.lr_d", "hparams.lr_g"} <= set(sweep.search_space)
 
 
+def test_paper_claims_and_the_digits_study_load():
+    """paper.yaml: the paper's MNIST numbers on metrics InfoGAN reports; the study: InfoGAN against the same spec
+    with no MI term for G, over seeds, each arm on one CPU so that two run at once on 2 cores."""
+    from genlab import papers, studies
+
+    paper = papers.load("infogan")
+    accuracy, bound = paper.claim("mnist-categorical-accuracy"), paper.claim("mnist-mi-bound-cat")
+    assert (accuracy.metric, accuracy.mode, accuracy.value) == ("eval/cat_accuracy", "max", 0.95)
+    assert (bound.metric, bound.value) == ("eval/mi_bound_cat", pytest.approx(math.log(10), abs=0.01))
+    for claim in paper.claims:
+        assert (ROOT / claim.spec).is_file() and (ROOT / claim.ci.spec).is_file()
+        assert claim.metric in registry.metrics("infogan")
+    assert paper.claim("mi-beats-plain-gan").metric == "eval/mi_bound_cat"
+
+    study = studies.load(ROOT / "sweeps" / "studies" / "infogan_digits.yaml")
+    info, plain = study.arm("InfoGAN").run, study.arm("plain GAN").run
+    spec = config.load_run(SPECS / "digits.yaml", ["resources.cpus_per_worker=1"])
+    assert info.hparams_obj() == spec.hparams_obj() and info.budget == spec.budget and info.data == spec.data
+    assert plain.hparams_obj() == spec.hparams_obj().model_copy(update={"mi_to_generator": False})
+    assert info.resources.cpus_per_worker == plain.resources.cpus_per_worker == 1
+    assert set(study.arm("InfoGAN").claims) == {"infogan:mnist-categorical-accuracy", "infogan:mnist-mi-bound-cat"}
+    assert [(c.paper, c.treatment, c.control) for c in study.comparisons] == [
+        ("infogan:mi-beats-plain-gan", "InfoGAN", "plain GAN")]
+    assert len(study.seeds) >= 3
+
+
 # ------------------------------------------------------------------------------------------ algorithm
 
 SMALL = {
@@ -319,6 +345,36 @@ def test_checkpoint_round_trip():
     assert other.train_step({"x": _images(info, 8, 9)}) == step
 
 
+def test_models_are_g_from_its_input_and_q_from_images():
+    """models(): G as train and sample use it, from [z, one-hot codes, continuous codes]; Q's reader gives the
+    categorical codes evaluate() reads."""
+    algo, info = _small("mlp")
+    for i in range(3):
+        algo.train_step({"x": _images(info, 8, i)})
+    models = algo.models()
+    assert list(models) == ["generator", "code_reader"]
+    g, g_in = models["generator"]
+    assert g is algo.nets["G"] and g_in.shape == (4, algo.prior.input_dim)
+    latent = algo.prior.sample(4, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        g.eval()
+        torch.testing.assert_close(g(algo.prior.generator_input(latent)), algo._generate(latent))
+        g.train()
+    reader, example = models["code_reader"]
+    assert example.shape == (4, *info.shape)
+    x = _images(info, 20, 5)
+    d = algo.nets["D"].eval()
+    with torch.no_grad():
+        q = reader.eval()(x)
+        assert q.shape == (20, algo.prior.q_dim)
+        torch.testing.assert_close(q, d(x)[1])
+        codes = torch.stack([q[:, :10].argmax(1), q[:, 10:13].argmax(1)], 1)
+        assert torch.equal(codes, algo._read_codes(d, x))
+    d.train()
+    assert all(m.training for m in algo.nets["D"].modules())  # the reader shares D's modules: back in train mode
+    assert {id(p) for p in reader.parameters()} <= {id(p) for p in algo.nets["D"].parameters()}
+
+
 # -------------------------------------------------------------------------------------------- learning
 
 
@@ -343,7 +399,7 @@ def test_infogan_learns_readable_codes_on_digits_and_the_plain_gan_does_not():
     spec = config.load_run(SPECS / "digits.yaml")
     baseline = config.load_run(SPECS / "digits.yaml", ["hparams.mi_to_generator=false"])
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # two threads on two busy cores: over 360 s (spinning OpenMP threads), one: ~15 s
     try:
         info, plain = _train_on_digits(spec), _train_on_digits(baseline)
     finally:
@@ -389,6 +445,23 @@ def test_ray_train_ddp_run_logs_cat_accuracy_and_traversals_to_mlflow(tmp_path, 
     for name in ("samples", "traversal_cat0", "traversal_cont0"):
         for file in ("epoch_0001.png", "epoch_0002.png", "latest.png"):
             assert f"{name}/{file}" in arts, f"{name}/{file} not in {sorted(arts)}"
+
+    # The trained G and Q as MLflow models, and the algorithm object back (genlab load).
+    import mlflow.pytorch
+
+    from genlab import models
+
+    assert {"generator", "code_reader"} <= set(models.model_names(spec.tracking.uri, run.info.run_id))
+    mlflow.set_tracking_uri(spec.tracking.uri)
+    reader = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/code_reader")
+    x, y = data.test_set(data.load(spec.data))
+    with torch.no_grad():
+        codes = reader(x)[:, :10].argmax(1)
+    assert objective.hungarian_accuracy(codes, y) == pytest.approx(result.metrics["eval/cat_accuracy"], abs=1e-9)
+    g = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/generator")
+    assert tuple(g(torch.zeros(3, 8 + 10 + 1)).shape) == (3, 1, 8, 8)
+    loaded = models.load(run.info.run_id, spec.tracking.uri)
+    assert isinstance(loaded, InfoGAN) and loaded.sample(3).shape == (3, 1, 8, 8)
 
 
 def _artifacts(c, run_id: str, path: str | None = None) -> set[str]:
