@@ -195,8 +195,9 @@ def test_paper_claims_and_the_digits_study_load():
 
     study = studies.load(ROOT / "sweeps" / "studies" / "infogan_digits.yaml")
     info, plain = study.arm("InfoGAN").run, study.arm("plain GAN").run
-    spec = config.load_run(SPECS / "digits.yaml", ["resources.cpus_per_worker=1"])
+    spec = config.load_run(SPECS / "digits.yaml")
     assert info.hparams_obj() == spec.hparams_obj() and info.budget == spec.budget and info.data == spec.data
+    assert info.resources == spec.resources
     assert plain.hparams_obj() == spec.hparams_obj().model_copy(update={"mi_to_generator": False})
     assert info.resources.cpus_per_worker == plain.resources.cpus_per_worker == 1
     assert set(study.arm("InfoGAN").claims) == {"infogan:mnist-categorical-accuracy", "infogan:mnist-mi-bound-cat"}
