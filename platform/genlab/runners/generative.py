@@ -141,7 +141,7 @@ def train_loop_per_worker(cfg: dict) -> None:
 
             is_last = epoch == b.epochs
             if rank == 0 and b.eval_due(epoch):
-                last_eval = algo.evaluate(ds.test_x.to(device), ds.test_y.to(device))
+                last_eval = algo.evaluate(*data.test_set(ds, device))
                 for name, grid in algo.images().items():
                     logger.image_grid(name, grid.images, epoch, grid.nrow)
             metrics.update(last_eval)  # every report carries the latest eval metrics (schedulers need them)
