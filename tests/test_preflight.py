@@ -7,6 +7,7 @@ line naming the field and the fix, start no Ray session and create no MLflow run
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,12 @@ def cases(tmp: Path) -> list[tuple[str, str, dict, list[str]]]:
     ]
 
 
-CASE_IDS = [c[0] for c in cases(Path("/nonexistent"))]
+def _case_ids() -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:  # cases() writes demo files; ids are collected without a test's tmp
+        return [c[0] for c in cases(Path(tmp))]
+
+
+CASE_IDS = _case_ids()
 
 
 @pytest.mark.parametrize("case", CASE_IDS)
