@@ -47,13 +47,14 @@ def main(argv: list[str] | None = None) -> dict:
     ds = data.load(run.data)
     files = [f for p in args.checkpoints for f in checkpoints(p)]
     nets = [load_classifier(f, run.hparams_obj(), ds.info) for f in files]
-    result = ensemble_test_error(nets, ds.test_x, ds.test_y)
+    test_x, test_y = data.test_set(ds)
+    result = ensemble_test_error(nets, test_x, test_y)
     for f, err in zip(files, result["member_errors"]):
-        print(f"member  {err:.4f}  ({round(err * len(ds.test_y))} errors)  {f}")
+        print(f"member  {err:.4f}  ({round(err * len(test_y))} errors)  {f}")
     members = result["member_errors"]
     spread = f" +- {statistics.stdev(members):.4f}" if len(members) > 1 else ""
     print(f"members {statistics.mean(members):.4f}{spread} (mean +- std of {len(members)})")
-    print(f"ensemble {result['ensemble_error']:.4f}  ({result['ensemble_errors']} errors of {len(ds.test_y)}, "
+    print(f"ensemble {result['ensemble_error']:.4f}  ({result['ensemble_errors']} errors of {len(test_y)}, "
           f"softmax averaged over {len(nets)} models)")
     return result
 

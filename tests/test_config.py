@@ -135,7 +135,7 @@ BAD_RUNS = [
     ("negative gpus", with_(RUN, "resources.gpus_per_worker", -1),
      ["resources.gpus_per_worker", "greater than or equal to 0"]),
     ("bad dataset", with_(RUN, "data.name", "imagenet"),
-     ["data.name: Input should be 'digits', 'mnist', 'svhn' or 'cifar10'"]),
+     ["data.name: Input should be 'digits', 'mnist', 'svhn', 'cifar10' or 'celeba'"]),
     ("ema out of range", with_(RUN, "hparams.ema_decay", 1.5), ["hparams.ema_decay: Input should be less than 1"]),
     ("bad arch", with_(RUN, "hparams.arch", "resnet"), ["hparams.arch: Input should be 'mlp' or 'conv'"]),
     ("eval after the end", with_(RUN, "budget.eval_every", 9), ["budget.eval_every: 9 is more than budget.epochs=4"]),

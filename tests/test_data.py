@@ -1,5 +1,5 @@
-"""genlab.data: loading (digits, and tiny real-format MNIST / CIFAR-10 / SVHN files), labeled subsets,
-and per-worker batches."""
+"""genlab.data: loading (digits, and tiny real-format MNIST / CIFAR-10 / SVHN / CelebA files) as uint8, labeled
+subsets, and per-worker batches converted to float in [-1, 1]."""
 
 from __future__ import annotations
 
@@ -24,14 +24,16 @@ def digits() -> gdata.ImageData:
 
 def _indexed(n: int = 40, labeled=None) -> gdata.ImageData:
     """Images whose every pixel is their own index, labels index % 10: batches can be traced back."""
-    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()
+    x = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()
     y = torch.arange(n) % 10
     lab = torch.arange(n) if labeled is None else torch.as_tensor(labeled)
     return gdata.ImageData(x, y, x[:4], y[:4], lab, DataInfo((1, 2, 2), 10, "indexed"))
 
 
 def _ids(x: torch.Tensor) -> list[int]:
-    return x[:, 0, 0, 0].long().tolist()
+    """The index of each float image of an :func:`_indexed` batch (pixel k was stored as k of 255)."""
+    assert x.dtype == torch.float32
+    return ((x[:, 0, 0, 0] + 1) * 127.5).round().long().tolist()
 
 
 def _stream(d: gdata.ImageData, key: str = "x", **kw) -> list[int]:
@@ -48,10 +50,14 @@ def test_digits_split_shapes_and_scaling(digits):
     assert len(digits.train_x) + len(digits.test_x) == 1797
     assert len(digits.test_x) == 297
     assert digits.train_x.shape[1:] == digits.test_x.shape[1:] == (1, 8, 8)
-    assert digits.train_x.dtype == torch.float32 and digits.train_y.dtype == torch.int64
+    assert digits.train_x.dtype == torch.uint8 and digits.train_y.dtype == torch.int64
+    assert digits.pixel_max == 16
     assert digits.info == DataInfo(shape=(1, 8, 8), num_classes=10, name="digits")
     for x in (digits.train_x, digits.test_x):
-        assert x.min() == -1.0 and x.max() == 1.0
+        assert x.min() == 0 and x.max() == 16
+        f = digits.to_float(x)
+        assert f.dtype == torch.float32 and f.min() == -1.0 and f.max() == 1.0
+        torch.testing.assert_close(f, x.double().div(8).sub(1).float(), rtol=0, atol=0)  # k -> k/8 - 1, exactly
     assert set(digits.train_y.tolist()) == set(digits.test_y.tolist()) == set(range(10))
 
     # Train and test are disjoint and together exactly the 1797 images (matched by image and label).
@@ -59,7 +65,7 @@ def test_digits_split_shapes_and_scaling(digits):
     original = {(tuple(im.ravel()), int(t)) for im, t in zip(raw.images, raw.target)}
 
     def rows(x, y):
-        return [(tuple(((im.ravel() + 1) * 8).round().tolist()), int(t)) for im, t in zip(x.numpy(), y)]
+        return [(tuple(im.ravel().astype(float).tolist()), int(t)) for im, t in zip(x.numpy(), y)]
 
     train, test = rows(digits.train_x, digits.train_y), rows(digits.test_x, digits.test_y)
     assert set(train) | set(test) == original
@@ -141,8 +147,9 @@ def test_labeled_batches_hold_only_labeled_images_with_true_labels(digits):
     seen = []
     for b in gdata.batches(digits, batch_size=50, epoch=0, seed=0):
         assert b["x"].shape == b["x_lab"].shape == (50, 1, 8, 8) and b["y_lab"].shape == (50,)
+        assert b["x"].dtype == b["x_lab"].dtype == torch.float32
         # Every labeled image equals the training image at some labeled index, with that image's label.
-        labeled_x = digits.train_x[digits.labeled_idx].flatten(1)
+        labeled_x = digits.to_float(digits.train_x[digits.labeled_idx]).flatten(1)
         match = (b["x_lab"].flatten(1)[:, None] == labeled_x[None]).all(-1)
         assert match.any(1).all()
         true = digits.train_y[digits.labeled_idx]
@@ -199,10 +206,17 @@ def test_mnist_from_idx_files(tmp_path):
     files = _write_mnist(tmp_path)
     d = gdata.load(DataSpec(name="mnist", root=str(tmp_path), labels_per_class=2))
     assert d.train_x.shape == (20, 1, 28, 28) and d.test_x.shape == (10, 1, 28, 28)
+    assert d.train_x.dtype == torch.uint8 and d.pixel_max == 255
     assert d.info == DataInfo(shape=(1, 28, 28), num_classes=10, name="mnist")
-    assert d.train_x[0, 0, 0, 0] == 1.0 and d.train_x[0, 0, 0, 1] == -1.0
     x, y = files["train"]
-    assert torch.allclose(d.train_x[:, 0], torch.from_numpy(x).float() / 127.5 - 1)
+    assert torch.equal(d.train_x[:, 0], torch.from_numpy(x))
+    f = d.to_float(d.train_x)
+    assert f[0, 0, 0, 0] == 1.0 and f[0, 0, 0, 1] == -1.0
+    assert torch.allclose(f[:, 0], torch.from_numpy(x).float() / 127.5 - 1)
+    test_x, test_y = gdata.test_set(d)
+    assert test_x.dtype == torch.float32
+    assert torch.allclose(test_x[:, 0], torch.from_numpy(files["t10k"][0]) / 127.5 - 1)
+    assert torch.equal(test_y, d.test_y)
     assert d.train_y.tolist() == y.tolist() and d.test_y.tolist() == files["t10k"][1].tolist()
     assert torch.bincount(d.train_y[d.labeled_idx]).tolist() == [2] * 10
     with pytest.raises(ValueError, match="at most 2"):
@@ -234,9 +248,9 @@ def test_cifar10_from_pickled_batches(tmp_path):
     assert d.test_y.tolist() == batches["test_batch"][1]
     # Rows are R(1024) G(1024) B(1024), each row-major 32x32: pixel (c, h, w) is at c*1024 + h*32 + w.
     x, _ = batches["data_batch_2"]
-    assert d.train_x[4 + 1, 2, 5, 7] == pytest.approx(x[1, 2 * 1024 + 5 * 32 + 7] / 127.5 - 1, abs=1e-6)
-    assert d.train_x[0, 0, 0, 0] == 1.0 and d.train_x[0, 0, 0, 1] == -1.0
-    assert torch.allclose(d.test_x.flatten(1), torch.from_numpy(batches["test_batch"][0]).float() / 127.5 - 1)
+    assert d.train_x[4 + 1, 2, 5, 7] == x[1, 2 * 1024 + 5 * 32 + 7]
+    assert d.train_x[0, 0, 0, 0] == 255 and d.train_x[0, 0, 0, 1] == 0
+    assert torch.equal(d.test_x.flatten(1), torch.from_numpy(batches["test_batch"][0]))
 
 
 def test_cifar10_download_goes_through_torchvision_checksum(tmp_path, monkeypatch):
@@ -266,8 +280,8 @@ def test_svhn_from_mat_files(tmp_path):
     assert d.train_y.min() == 0 and d.train_y.max() == 9
     x, _ = written["train"]
     # (n, c, h, w) <- X[h, w, c, n]
-    assert d.train_x[3, 1, 4, 9] == pytest.approx(x[4, 9, 1, 3] / 127.5 - 1, abs=1e-6)
-    assert d.train_x[0, 0, 0, 0] == 1.0
+    assert d.train_x[3, 1, 4, 9] == x[4, 9, 1, 3]
+    assert d.train_x[0, 0, 0, 0] == 255 and d.train_x.dtype == torch.uint8
 
 
 @pytest.mark.parametrize(
@@ -276,6 +290,7 @@ def test_svhn_from_mat_files(tmp_path):
         ("mnist", "MNIST/raw/train-images-idx3-ubyte"),
         ("cifar10", "cifar-10-batches-py/data_batch_1"),
         ("svhn", "train_32x32.mat"),
+        ("celeba", "celeba/img_align_celeba"),
     ],
 )
 def test_missing_dataset_says_where_and_how(tmp_path, name, expected):
@@ -285,6 +300,73 @@ def test_missing_dataset_says_where_and_how(tmp_path, name, expected):
     assert str(tmp_path / expected) in msg
     assert "data.download: true" in msg and "http" in msg
     assert isinstance(e.value, FileNotFoundError)
+
+
+# -------------------------------------------------------------------------------------------- CelebA
+
+ATTRS = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Eyeglasses"]  # the real file has 40; torchvision reads any number
+
+
+def _write_celeba(root, partition=(0, 0, 2, 1, 0, 2)):
+    """Aligned 178x218 JPEGs and the five list files in CelebA's formats. Image i is two colours: its own inside
+    the central 108x108 square that genlab crops, and magenta outside it (which must not survive the crop)."""
+    from PIL import Image
+
+    folder = root / "celeba"
+    (folder / "img_align_celeba").mkdir(parents=True)
+    names = [f"{i + 1:06d}.jpg" for i in range(len(partition))]
+    colours = [(40 * i + 20, 200 - 30 * i, 60 + 25 * i) for i in range(len(partition))]
+    for name, colour in zip(names, colours):
+        im = np.zeros((218, 178, 3), dtype=np.uint8)
+        im[:] = (255, 0, 255)
+        im[55:163, 35:143] = colour  # torchvision's CenterCrop(108) of 218x178: rows 55.., columns 35..
+        Image.fromarray(im).save(folder / "img_align_celeba" / name, quality=100, subsampling=0)
+    rows = list(zip(names, partition))
+    (folder / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for n, p in rows))
+    (folder / "identity_CelebA.txt").write_text("".join(f"{n} {100 + i}\n" for i, n in enumerate(names)))
+    (folder / "list_attr_celeba.txt").write_text(
+        f"{len(names)}\n" + " ".join(ATTRS) + "\n"
+        + "".join(f"{n} " + " ".join(["-1", " 1", "-1"]) + "\n" for n in names))
+    (folder / "list_bbox_celeba.txt").write_text(
+        f"{len(names)}\nimage_id x_1 y_1 width height\n" + "".join(f"{n}    95  71 226 313\n" for n in names))
+    (folder / "list_landmarks_align_celeba.txt").write_text(
+        f"{len(names)}\nlefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y "
+        "rightmouth_x rightmouth_y\n" + "".join(f"{n} 69 109 106 113 77 142 73 152 108 154\n" for n in names))
+    return names, colours, partition
+
+
+def test_celeba_from_aligned_jpegs_cropped_to_64_and_cached(tmp_path):
+    names, colours, partition = _write_celeba(tmp_path)
+    d = gdata.load(DataSpec(name="celeba", root=str(tmp_path)))
+    train = [c for c, p in zip(colours, partition) if p == 0]
+    test = [c for c, p in zip(colours, partition) if p == 2]  # the test split; 1 (valid) is in neither
+    assert d.train_x.shape == (len(train), 3, 64, 64) and d.test_x.shape == (len(test), 3, 64, 64)
+    assert d.train_x.dtype == torch.uint8 and d.pixel_max == 255
+    assert d.info == DataInfo(shape=(3, 64, 64), num_classes=0, name="celeba")
+    assert d.train_y.tolist() == [-1] * len(train) and d.test_y.tolist() == [-1] * len(test)
+    for x, expected in ((d.train_x, train), (d.test_x, test)):
+        for img, colour in zip(x, expected):  # the whole 64x64 is the central colour: magenta cropped away
+            err = (img.int() - torch.tensor(colour).view(3, 1, 1)).abs()
+            assert err.float().mean() < 3 and err.max() <= 25, (colour, err.max())  # JPEG error only
+
+    caches = sorted(p.name for p in (tmp_path / "celeba").glob("genlab_*.pt"))
+    assert caches == ["genlab_test_crop108_64.pt", "genlab_train_crop108_64.pt"]
+    for name in names:  # the second load reads the cache, not the images
+        (tmp_path / "celeba" / "img_align_celeba" / name).write_bytes(b"not a jpeg")
+    again = gdata.load(DataSpec(name="celeba", root=str(tmp_path)))
+    assert torch.equal(again.train_x, d.train_x) and torch.equal(again.test_x, d.test_x)
+
+    batch = next(gdata.batches(d, batch_size=2, epoch=0, seed=0, labels=False))
+    assert set(batch) == {"x"} and batch["x"].dtype == torch.float32 and batch["x"].shape == (2, 3, 64, 64)
+    assert batch["x"].min() >= -1 and batch["x"].max() <= 1
+
+
+def test_methods_that_train_on_labels_refuse_celeba():
+    from genlab import config
+    from genlab.errors import SpecError
+
+    with pytest.raises(SpecError, match="data.name: celeba has no class labels, but improved_gan trains on labels"):
+        config.run_from_dict({"algorithm": "improved_gan", "data": {"name": "celeba"}})
 
 
 def test_default_root(monkeypatch, tmp_path):

@@ -190,7 +190,7 @@ def test_importance_sampled_estimate_is_above_the_elbo_and_tightens_with_k():
     k = 50 and one with k = 500: their means must rise with k, from the ELBO (k = 1)."""
     algo, ds = _trained_on_digits(steps=150)
     n, k_max = 60, 500
-    target = algo.target(ds.test_x[:n], seed=0)
+    target = algo.target(data.test_set(ds)[0][:n], seed=0)
     torch.manual_seed(0)
     log_w, _, _ = algo.log_weights(target, k_max)
     elbo = log_w.mean().item()
@@ -403,12 +403,12 @@ def test_iaf_beats_the_diagonal_posterior_on_binarized_digits():
     diag = config.load_run(SPECS / "digits.yaml", ["hparams.posterior=diag"])
     untrained, ds = _trained_on_digits(steps=0, spec=spec)
     torch.manual_seed(0)
-    start = untrained.evaluate(ds.test_x, ds.test_y)["eval/elbo"]
+    start = untrained.evaluate(*data.test_set(ds))["eval/elbo"]
     results = {}
     for name, s in (("iaf", spec), ("diag", diag)):
         algo, ds = _trained_on_digits(spec=s)
         torch.manual_seed(0)
-        results[name] = algo.evaluate(ds.test_x, ds.test_y)
+        results[name] = algo.evaluate(*data.test_set(ds))
     iaf, base = results["iaf"]["eval/elbo"], results["diag"]["eval/elbo"]
     print(f"digits test ELBO: IAF {iaf:.2f}, diagonal {base:.2f}, untrained {start:.2f} nats; "
           f"log p(x): IAF {results['iaf']['eval/log_px']:.2f}, diagonal {results['diag']['eval/log_px']:.2f}")

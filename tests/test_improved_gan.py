@@ -249,7 +249,7 @@ def _train_on_digits(spec: config.RunSpec) -> float:
         for batch in data.batches(ds, epoch=epoch, **args):
             algo.train_step(batch)
         algo.end_epoch(epoch)
-    return algo.evaluate(ds.test_x, ds.test_y)["eval/test_accuracy"]
+    return algo.evaluate(*data.test_set(ds))["eval/test_accuracy"]
 
 
 @pytest.mark.slow

@@ -65,13 +65,14 @@ def test_ensemble_of_checkpoints_by_hand_and_by_the_script(tmp_path, capsys):
 
     nets = [load_classifier(train / f"trial{s}" / "checkpoint_2" / "state.pt", spec.hparams_obj(), ds.info)
             for s in range(3)]
+    test_x, test_y = data.test_set(ds)
     with torch.no_grad():
-        probs = torch.stack([a.ema.average.eval()(ds.test_x)[0].softmax(1) for a in members]).mean(0)
-    torch.testing.assert_close(ensemble_probabilities(nets, ds.test_x), probs)
-    result = ensemble_test_error(nets, ds.test_x, ds.test_y)
-    expected_wrong = (probs.argmax(1) != ds.test_y).sum().item()
+        probs = torch.stack([a.ema.average.eval()(test_x)[0].softmax(1) for a in members]).mean(0)
+    torch.testing.assert_close(ensemble_probabilities(nets, test_x), probs)
+    result = ensemble_test_error(nets, test_x, test_y)
+    expected_wrong = (probs.argmax(1) != test_y).sum().item()
     assert result["ensemble_errors"] == expected_wrong
-    assert result["member_errors"] == [a.evaluate(ds.test_x, ds.test_y)["eval/test_error"] for a in members]
+    assert result["member_errors"] == [a.evaluate(test_x, test_y)["eval/test_error"] for a in members]
 
     out = _script().main([str(spec_file), str(train)])
     assert out["ensemble_errors"] == expected_wrong and len(out["member_errors"]) == 3

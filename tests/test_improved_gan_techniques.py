@@ -418,7 +418,7 @@ def _train(spec: config.RunSpec) -> dict[str, float]:
     ds = data.load(spec.data)
     torch.manual_seed(spec.seed)
     algo = ImprovedGAN(spec.hparams_obj(), ds.info)
-    algo.set_evaluation_data(ds.train_x, ds.train_y)
+    algo.set_evaluation_data(lambda: (ds.to_float(ds.train_x), ds.train_y))
     args = dict(batch_size=spec.data.batch_size, seed=spec.seed, steps=spec.budget.steps_per_epoch)
     algo.initialize(next(iter(data.batches(ds, epoch=0, **args))))
     for epoch in range(1, spec.budget.epochs + 1):
@@ -426,7 +426,7 @@ def _train(spec: config.RunSpec) -> dict[str, float]:
         for batch in data.batches(ds, epoch=epoch, **args):
             algo.train_step(batch)
         algo.end_epoch(epoch)
-    return algo.evaluate(ds.test_x, ds.test_y)
+    return algo.evaluate(*data.test_set(ds))
 
 
 SCORED = ["hparams.sample_scores=[classifier]", "hparams.score_samples=1500", "hparams.score_classifier_steps=1000",

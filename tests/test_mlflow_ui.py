@@ -87,7 +87,8 @@ def test_a_sweep_as_the_mlflow_ui_shows_it(tmp_path, mlflow_server, monkeypatch)
         f"mlflow.set_tracking_uri({mlflow_server!r})\n"
         f"net = mlflow.pytorch.load_model('runs:/{best_id}/classifier')\n"
         "ds = data.load(DataSpec(name='digits', labels_per_class=10))\n"
-        "acc = (net(ds.test_x).argmax(1) == ds.test_y).float().mean().item()\n"
+        "x, y = data.test_set(ds)\n"
+        "acc = (net(x).argmax(1) == y).float().mean().item()\n"
         f"g = mlflow.pytorch.load_model('models:/digits-best-generator/1')\n"
         "print(acc, tuple(g(torch.rand(5, 100)).shape))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -7,6 +7,7 @@ line naming the field and the fix, start no Ray session and create no MLflow run
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,20 @@ def gail_run(demos: Path, **changes) -> dict:
     for k, v in changes.items():
         config.set_path(raw, k, v)
     return raw
+
+
+def celeba_files(root: Path) -> Path:
+    """CelebA's layout under ``root`` as torchvision has it (img_align_celeba/ is a folder), the files empty."""
+    from genlab.data import _CELEBA_LISTS
+
+    (root / "celeba" / "img_align_celeba").mkdir(parents=True, exist_ok=True)
+    for f in _CELEBA_LISTS:
+        (root / "celeba" / f).touch()
+    return root
+
+
+INFOGAN_CELEBA = {"name": "pre-celeba", "algorithm": "infogan", "hparams": {"arch": "color"},
+                  "data": {"name": "celeba", "batch_size": 64}, "budget": {"epochs": 1}}
 
 
 def with_(raw: dict, **changes) -> dict:
@@ -98,14 +113,36 @@ def cases(tmp: Path) -> list[tuple[str, str, dict, list[str]]]:
     ]
 
 
-CASE_IDS = [c[0] for c in cases(Path("/nonexistent"))]
+def _case_ids() -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:  # cases() writes demo files; ids are collected without a test's tmp
+        return [c[0] for c in cases(Path(tmp))]
+
+
+CASE_IDS = _case_ids()
 
 
 @pytest.mark.parametrize("case", CASE_IDS)
 def test_bad_input_fails_before_ray_and_mlflow(case, tmp_path, monkeypatch, capsys):
+    _, command, raw, expected = next(c for c in cases(tmp_path) if c[0] == case)
+    _refused_before_ray_and_mlflow(case, command, raw, expected, tmp_path, monkeypatch, capsys)
+
+
+@pytest.mark.parametrize("case", ["absent", "batch beyond the train partition"])
+def test_celeba_files_and_train_size_are_checked(case, tmp_path, monkeypatch, capsys):
+    """img_align_celeba/ is a folder: present, it counts; the shard check knows CelebA's 162770 training faces."""
+    if case == "absent":
+        raw = with_(INFOGAN_CELEBA, **{"data.root": str(tmp_path / "nowhere")})
+        expected = ["data.name: celeba not found under", "celeba/img_align_celeba", "list_eval_partition.txt",
+                    "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"]
+    else:
+        raw = with_(INFOGAN_CELEBA, **{"data.root": str(celeba_files(tmp_path / "root")), "data.batch_size": 200000})
+        expected = ["data.batch_size: 200000 is more than the 162770 training images of each worker's shard"]
+    _refused_before_ray_and_mlflow(case, "train", raw, expected, tmp_path, monkeypatch, capsys)
+
+
+def _refused_before_ray_and_mlflow(case, command, raw, expected, tmp_path, monkeypatch, capsys):
     import ray
 
-    _, command, raw, expected = next(c for c in cases(tmp_path) if c[0] == case)
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(raw))
     work = tmp_path / "work"

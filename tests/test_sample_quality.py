@@ -211,7 +211,7 @@ def test_evaluation_reports_the_classifier_scores_at_their_cadence(tmp_path, mon
                                          score_classifier_steps=80), INFO)
     with pytest.raises(RuntimeError, match="set_evaluation_data"):
         algo.evaluate(x[:50], y[:50])
-    algo.set_evaluation_data(x[:300], y[:300])
+    algo.set_evaluation_data(lambda: (x[:300], y[:300]))
     algo.initialize({"x": x[:50]})
     algo.end_epoch(1)
     first = algo.evaluate(x[300:], y[300:])  # nothing scored yet: scored now
@@ -227,6 +227,15 @@ def test_evaluation_reports_the_classifier_scores_at_their_cadence(tmp_path, mon
     assert algo.evaluate(x[300:], y[300:])["eval/fcd"] != first["eval/fcd"]  # G changed: scored again
 
 
+def test_without_sample_scores_the_training_split_is_never_converted():
+    x, y = _digits(60)
+    torch.manual_seed(0)
+    algo = ImprovedGAN(ImprovedGANConfig(**SMALL), INFO)
+    algo.set_evaluation_data(lambda: pytest.fail("the training split was converted"))
+    algo.initialize({"x": x[:20]})
+    assert "eval/classifier_score" not in algo.evaluate(x[40:], y[40:])
+
+
 def test_evaluation_reports_inception_score_and_fid(random_inception_file, monkeypatch):
     monkeypatch.setenv(inception_weights.ENV, str(random_inception_file))
     x, y = _digits(60)
@@ -234,7 +243,7 @@ def test_evaluation_reports_inception_score_and_fid(random_inception_file, monke
     hp = ImprovedGANConfig(**SMALL, sample_scores=["inception"], score_samples=4, score_splits=2)
     assert hp.inception_weights == str(random_inception_file)
     algo = ImprovedGAN(hp, INFO)
-    algo.set_evaluation_data(x[:4], y[:4])
+    algo.set_evaluation_data(lambda: (x[:4], y[:4]))
     algo.initialize({"x": x[:20]})
     out = algo.evaluate(x[50:54], y[50:54])
     assert set(INCEPTION_METRICS) <= set(out) and not set(CLASSIFIER_SCORE_METRICS) & set(out)

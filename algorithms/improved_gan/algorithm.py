@@ -12,6 +12,8 @@ from a local Inception file, or the classifier fallback: :mod:`algorithms.common
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -75,7 +77,7 @@ class ImprovedGAN(GenerativeAlgorithm):
             if problem(self.hp.inception_weights):
                 raise MissingWeights(f"hparams.inception_weights: {problem(self.hp.inception_weights)}")
         self.epoch = 0
-        self._eval_data: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._training_split: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
         self._scorers: dict | None = None
         self._last_scores: dict[str, float] = {}
         self._real_scores: dict[str, float] = {}
@@ -168,9 +170,10 @@ class ImprovedGAN(GenerativeAlgorithm):
 
     # --------------------------------------------------------------------------------------- evaluation
 
-    def set_evaluation_data(self, train_x: torch.Tensor, train_y: torch.Tensor) -> None:
-        """The training split, for the sample scores' reference statistics and the fallback score classifier."""
-        self._eval_data = (train_x, train_y)
+    def set_evaluation_data(self, training_split: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """The training split, for the sample scores' reference statistics and the fallback score classifier
+        (converted at the first scoring, never without ``sample_scores``)."""
+        self._training_split = training_split
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -211,12 +214,12 @@ class ImprovedGAN(GenerativeAlgorithm):
     def _build_scorers(self) -> dict:
         if self._scorers is not None:
             return self._scorers
-        if self._eval_data is None:
-            raise RuntimeError("hparams.sample_scores needs the training split: call set_evaluation_data(train_x, "
-                               "train_y) before evaluating (the generative runner does)")
+        if self._training_split is None:
+            raise RuntimeError("hparams.sample_scores needs the training split: call set_evaluation_data(training_"
+                               "split) before evaluating (the generative runner does)")
         from algorithms.common import sample_quality as sq
 
-        train_x, train_y = self._eval_data
+        train_x, train_y = self._training_split()
         self._scorers = {}
         for kind in self.hp.sample_scores:
             if kind == "classifier":

@@ -8,7 +8,8 @@ cluster: it is built from its typed hyperparameters and the dataset's shape, and
   :meth:`distribute` when there is more than one worker;
 - ``optimizers``: by name, checkpointed with the nets;
 - ``initialize(batch)``: optional data-dependent init (weight norm), run once before distribution;
-- ``set_evaluation_data(train_x, train_y)``: optional, the training split for evaluation-only uses;
+- ``set_evaluation_data(training_split)``: optional, the training split for evaluation-only uses, as a function
+  that converts it when called (the platform holds images as uint8);
 - ``train_step(batch) -> dict[str, float]``, ``evaluate(x, y) -> dict[str, float]``;
 - ``images() -> {name: ImageGrid}``: the pictures to log at each evaluation (default: a grid of
   ``sample(100)`` named ``samples``; InfoGAN adds traversals, a VAE reconstructions);
@@ -65,10 +66,12 @@ class GenerativeAlgorithm(ABC):
     def initialize(self, batch: dict[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook
         """Data-dependent initialisation from the first batch (default: nothing)."""
 
-    def set_evaluation_data(self, train_x: torch.Tensor, train_y: torch.Tensor) -> None:  # noqa: B027
-        """The whole training split with all its labels, given once before training, for evaluation metrics that
-        need real data besides the test set (e.g. a sample-quality classifier, reference statistics of real
-        images). Training must not read it: a method's training data comes in the batches. Default: ignored."""
+    def set_evaluation_data(self, training_split: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> None:  # noqa: B027
+        """The whole training split with all its labels, for evaluation metrics that need real data besides the
+        test set (e.g. a sample-quality classifier, reference statistics of real images): given once before
+        training as a function that returns ``(train_x, train_y)``, images as float32 in [-1, 1] like a batch's.
+        Calling it converts the stored uint8 split to float (4x its size): call it only when needed, once.
+        Training must not read it: a method's training data comes in the batches. Default: ignored."""
 
     def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Replace the nets used for training by ``wrap(net)`` (DDP); evaluation uses ``nets``."""

@@ -32,8 +32,11 @@ from genlab.errors import SpecError
 from genlab.rl.hparams import PPOHparams
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-DATA_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "svhn": (3, 32, 32), "cifar10": (3, 32, 32)}
+DATA_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "svhn": (3, 32, 32), "cifar10": (3, 32, 32),
+               "celeba": (3, 64, 64)}
 """Image shape (C, H, W) of each dataset, known before any file is read (genlab.data checks it on load)."""
+UNLABELED_DATASETS = frozenset({"celeba"})
+"""Datasets without class labels (their labels read -1): methods that train on labels refuse them."""
 
 
 class Strict(BaseModel):
@@ -46,8 +49,8 @@ class Strict(BaseModel):
 
 
 class DataSpec(Strict):
-    name: Literal["digits", "mnist", "svhn", "cifar10"] = "digits"
-    """Dataset. `digits` ships with scikit-learn (no network); the others load from `root`."""
+    name: Literal["digits", "mnist", "svhn", "cifar10", "celeba"] = "digits"
+    """Dataset. `digits` ships with scikit-learn (no network); the others load from `root` (celeba: no labels)."""
     root: str | None = None
     """Folder holding the dataset files; default $GENLAB_DATA or ~/.genlab/data."""
     download: bool = False
@@ -185,6 +188,10 @@ class RunSpec(Strict):
             if self.data.labels_per_class is not None and not registry.uses_labels(self.algorithm):
                 problems.append(f"data.labels_per_class: {self.algorithm} is unsupervised and uses no labels; "
                                 "remove labels_per_class")
+            if self.data.name in UNLABELED_DATASETS and registry.uses_labels(self.algorithm):
+                labeled = ", ".join(n for n in DATA_SHAPES if n not in UNLABELED_DATASETS)
+                problems.append(f"data.name: {self.data.name} has no class labels, but {self.algorithm} trains on "
+                                f"labels; choose one of {labeled}")
         else:
             if self.data is not None:
                 problems.append(f"data: {self.algorithm} is an RL method; it takes env: (and demos:), not data:")

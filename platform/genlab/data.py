@@ -1,13 +1,19 @@
-"""Datasets as in-memory tensors, the seeded labeled subset, and per-worker batches.
+"""Datasets as in-memory uint8 tensors, the seeded labeled subset, and per-worker float batches.
 
-``load(spec)`` returns the whole dataset as float32 tensors in [-1, 1] (N x C x H x W), the labels,
-and the indices of the labeled training images (semi-supervised runs keep ``labels_per_class``
-labels per class). ``batches(...)`` yields one epoch of one worker's batches.
+``load(spec)`` returns the whole dataset as uint8 images (N x C x H x W, pixel values 0..``pixel_max``),
+the labels, and the indices of the labeled training images (semi-supervised runs keep
+``labels_per_class`` labels per class). Images stay uint8 in memory (CelebA's ~200k 64x64 images are
+2.5 GB so, 10 GB as float32); ``batches(...)`` yields one epoch of one worker's batches converted to
+float32 in [-1, 1] on the fly, on the target device, and :func:`test_set` gives the float test images.
 
-- ``digits`` ships with scikit-learn (1797 8x8 images): no files, no network.
-- ``mnist``, ``svhn`` and ``cifar10`` are read by torchvision's dataset classes from ``spec.root``
-  (default :func:`default_root`). Missing files raise :class:`DatasetNotFound`, which says where
-  they were looked for and how to get them, unless ``spec.download`` lets torchvision fetch them.
+- ``digits`` ships with scikit-learn (1797 8x8 images, values 0..16): no files, no network.
+- ``mnist``, ``svhn``, ``cifar10`` and ``celeba`` are read by torchvision's dataset classes from
+  ``spec.root`` (default :func:`default_root`). Missing files raise :class:`DatasetNotFound`, which says
+  where they were looked for and how to get them, unless ``spec.download`` lets torchvision fetch them.
+- ``celeba``: the aligned-and-cropped faces (178x218), center-cropped to 108x108 and resized to 64x64
+  (the crop of DCGAN's CelebA code), train and test split of ``list_eval_partition.txt``; no class labels
+  (they read -1). Decoding the JPEGs once takes minutes, so the result is cached beside them as
+  ``celeba/genlab_<split>_crop108_64.pt`` (delete it to rebuild).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +32,7 @@ import torch
 from torchvision import datasets
 
 from genlab.algorithm import DataInfo
-from genlab.config import DATA_SHAPES, DataSpec
+from genlab.config import DATA_SHAPES, UNLABELED_DATASETS, DataSpec
 from genlab.errors import DataError
 
 NUM_CLASSES = 10
@@ -46,23 +54,33 @@ def root(spec: DataSpec) -> Path:
 
 @dataclass
 class ImageData:
-    """A dataset in memory: images in [-1, 1], int64 labels, and which training labels may be used."""
+    """A dataset in memory: uint8 images, int64 labels (-1: the dataset has none), and which training labels may
+    be used. :meth:`to_float` maps images to float32 in [-1, 1] (0 -> -1, ``pixel_max`` -> 1)."""
 
-    train_x: torch.Tensor  # float32 (N, C, H, W) in [-1, 1]
+    train_x: torch.Tensor  # uint8 (N, C, H, W), values 0..pixel_max
     train_y: torch.Tensor  # int64 (N,)
     test_x: torch.Tensor
     test_y: torch.Tensor
     labeled_idx: torch.Tensor  # int64 indices into train_x whose labels training may use
     info: DataInfo
+    pixel_max: int = 255  # the stored value of a white pixel (digits: 16)
+
+    def to_float(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored images (any device) -> float32 in [-1, 1]."""
+        return x.float().div_(self.pixel_max / 2).sub_(1.0)
 
 
 def load(spec: DataSpec) -> ImageData:
     """Load ``spec.name`` (train and test split) and draw its labeled subset."""
+    pixel_max = 255
     if spec.name == "digits":
-        train_x, train_y, test_x, test_y = _digits(spec.seed)
+        (train_x, train_y, test_x, test_y), pixel_max = _digits(spec.seed), 16
+    elif spec.name == "celeba":
+        train_x, train_y, test_x, test_y = _celeba(root(spec), spec.download)
     else:
         train_x, train_y, test_x, test_y = _torchvision(spec.name, root(spec), spec.download)
     assert tuple(train_x.shape[1:]) == DATA_SHAPES[spec.name], (spec.name, train_x.shape)
+    assert train_x.dtype == test_x.dtype == torch.uint8, (spec.name, train_x.dtype)
     return ImageData(
         train_x=train_x,
         train_y=train_y,
@@ -70,12 +88,19 @@ def load(spec: DataSpec) -> ImageData:
         test_y=test_y,
         labeled_idx=_labeled_subset(train_y, spec.labels_per_class, spec.seed),
         info=info(spec),
+        pixel_max=pixel_max,
     )
 
 
 def info(spec: DataSpec) -> DataInfo:
-    """What an algorithm may know of ``spec``'s data, without reading it."""
-    return DataInfo(shape=DATA_SHAPES[spec.name], num_classes=NUM_CLASSES, name=spec.name)
+    """What an algorithm may know of ``spec``'s data, without reading it (num_classes 0: no class labels)."""
+    classes = 0 if spec.name in UNLABELED_DATASETS else NUM_CLASSES
+    return DataInfo(shape=DATA_SHAPES[spec.name], num_classes=classes, name=spec.name)
+
+
+def test_set(data: ImageData, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out images as float32 in [-1, 1] and their labels, on ``device`` (moved as uint8, then converted)."""
+    return data.to_float(data.test_x.to(device)), data.test_y.to(device)
 
 
 def digest(data: ImageData) -> str:
@@ -116,7 +141,7 @@ def batches(
     labels: bool = True,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """One epoch of this worker's batches: ``{"x", "x_lab", "y_lab"}`` (``{"x"}`` with ``labels=False``), each
-    ``batch_size`` long.
+    ``batch_size`` long, images as float32 in [-1, 1] on ``device`` (sent as uint8, converted there).
 
     ``x`` runs through this worker's shard of a permutation of the whole training set. The
     permutation depends on ``(seed, epoch)`` only, so all workers agree on it; shard ``rank`` is
@@ -141,10 +166,10 @@ def batches(
 
     for i in range(n_steps):
         idx = shard[i * batch_size : (i + 1) * batch_size]
-        batch = {"x": data.train_x[idx].to(device)}
+        batch = {"x": data.to_float(data.train_x[idx].to(device))}
         if labels:
             idx_lab = lab[i * batch_size : (i + 1) * batch_size]
-            batch.update(x_lab=data.train_x[idx_lab].to(device), y_lab=data.train_y[idx_lab].to(device))
+            batch.update(x_lab=data.to_float(data.train_x[idx_lab].to(device)), y_lab=data.train_y[idx_lab].to(device))
         yield batch
 
 
@@ -155,11 +180,6 @@ def _generator(*parts: int) -> torch.Generator:
     """A torch generator seeded from several integers (different tuples give unrelated streams)."""
     seed = int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
     return torch.Generator().manual_seed(seed)
-
-
-def _scale(x: torch.Tensor, top: float) -> torch.Tensor:
-    """Pixel values in [0, top] -> float32 in [-1, 1]."""
-    return x.contiguous().float().div_(top / 2).sub_(1.0)
 
 
 def _labeled_subset(train_y: torch.Tensor, per_class: int | None, seed: int) -> torch.Tensor:
@@ -179,12 +199,12 @@ def _labeled_subset(train_y: torch.Tensor, per_class: int | None, seed: int) -> 
 
 
 def _digits(seed: int) -> tuple[torch.Tensor, ...]:
-    """scikit-learn's 8x8 digits (values 0..16) with a stratified, seeded 297-image test split."""
+    """scikit-learn's 8x8 digits (uint8 values 0..16) with a stratified, seeded 297-image test split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
-    x = _scale(torch.from_numpy(d.images).unsqueeze(1), 16.0)
+    x = torch.from_numpy(d.images.astype(np.uint8)).unsqueeze(1)
     y = torch.from_numpy(d.target).long()
     train, test = train_test_split(np.arange(len(y)), test_size=297, stratify=d.target, random_state=seed)
     return x[train], y[train], x[test], y[test]
@@ -216,6 +236,18 @@ class _Source:
     how: str  # how to put them there by hand; {root} is filled in
 
 
+class _CelebA(datasets.CelebA):
+    """CelebA that accepts its files already present without their md5 (download still checks them)."""
+
+    def _check_integrity(self) -> bool:
+        return all((Path(self.root) / f).exists() for f in _SOURCES["celeba"].files)
+
+
+CELEBA_CROP, CELEBA_SIZE = 108, 64
+"""CelebA's aligned 178x218 faces: center crop CELEBA_CROP x CELEBA_CROP, resize to CELEBA_SIZE (DATA_SHAPES)."""
+_CELEBA_LISTS = ("list_eval_partition.txt", "identity_CelebA.txt", "list_attr_celeba.txt", "list_bbox_celeba.txt",
+                 "list_landmarks_align_celeba.txt")
+
 _MNIST_URL = datasets.MNIST.mirrors[0]
 _SOURCES = {
     "mnist": _Source(
@@ -236,12 +268,22 @@ _SOURCES = {
         files=tuple(_SVHN.split_list[s][1] for s in ("train", "test")),
         how="download " + " and ".join(_SVHN.split_list[s][0] for s in ("train", "test")) + " into {root}/",
     ),
+    "celeba": _Source(
+        files=tuple(f"celeba/{f}" for f in ("img_align_celeba", *_CELEBA_LISTS)),
+        how=(
+            "download img_align_celeba.zip and " + ", ".join(_CELEBA_LISTS) + " from the CelebA page "
+            "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive: Img/, Anno/, Eval/) into {root}/celeba/ "
+            "and unzip img_align_celeba.zip there (it unpacks to img_align_celeba/); "
+            "data.download: true does this through torchvision, which needs the gdown package"
+        ),
+    ),
 }
 
 
 def missing_files(name: str, root: Path) -> list[Path]:
-    """The files of dataset ``name`` that are not under ``root`` (none for digits, which ships with scikit-learn)."""
-    return [root / f for f in _SOURCES[name].files if not (root / f).is_file()] if name in _SOURCES else []
+    """The files (and folders: CelebA's img_align_celeba/) of dataset ``name`` that are not under ``root`` (none
+    for digits, which ships with scikit-learn)."""
+    return [root / f for f in _SOURCES[name].files if not (root / f).exists()] if name in _SOURCES else []
 
 
 def how_to_get(name: str, root: Path) -> str:
@@ -265,8 +307,9 @@ def mnist_train_labels(root: Path) -> np.ndarray:
     return np.frombuffer(path.read_bytes()[8:], dtype=np.uint8)
 
 
-def _torchvision(name: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
-    """Train and test split of a torchvision dataset, checked for presence first."""
+def _must_fetch(name: str, root: Path, download: bool) -> bool:
+    """Whether ``name`` must be downloaded (some files are missing and ``download`` allows it); raises
+    :class:`DatasetNotFound` naming the missing files and how to get them when they are missing and it does not."""
     missing = missing_files(name, root)
     if missing and not download:
         raise DatasetNotFound(
@@ -274,7 +317,12 @@ def _torchvision(name: str, root: Path, download: bool) -> tuple[torch.Tensor, .
             "Either set data.download: true (needs a network) to let torchvision fetch it, "
             f"or {how_to_get(name, root)}."
         )
-    fetch = bool(missing)  # only download what is not there
+    return bool(missing)  # only download what is not there
+
+
+def _torchvision(name: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
+    """Train and test split of a torchvision dataset, checked for presence first."""
+    fetch = _must_fetch(name, root, download)
     if name == "mnist":
         splits = [datasets.MNIST(root, train=t, download=fetch) for t in (True, False)]
         arrays = [(s.data.unsqueeze(1), s.targets) for s in splits]
@@ -285,4 +333,47 @@ def _torchvision(name: str, root: Path, download: bool) -> tuple[torch.Tensor, .
         splits = [_SVHN(root, split=s, download=fetch) for s in ("train", "test")]
         arrays = [(torch.from_numpy(s.data), torch.from_numpy(s.labels)) for s in splits]
     (train_x, train_y), (test_x, test_y) = arrays
-    return _scale(train_x, 255.0), train_y.long(), _scale(test_x, 255.0), test_y.long()
+    return train_x.contiguous(), train_y.long(), test_x.contiguous(), test_y.long()
+
+
+def _celeba(root: Path, download: bool) -> tuple[torch.Tensor, ...]:
+    """CelebA's train and test split as uint8 64x64 crops (cached beside the images after the first load);
+    labels -1 (no classes)."""
+    fetch = _must_fetch("celeba", root, download)
+    out = []
+    for split in ("train", "test"):
+        cache = root / "celeba" / f"genlab_{split}_crop{CELEBA_CROP}_{CELEBA_SIZE}.pt"
+        if cache.is_file():
+            x = torch.load(cache, weights_only=True)
+        else:
+            x = _celeba_images(_CelebA(root, split=split, target_type=[], download=fetch))
+            tmp = cache.with_suffix(f".tmp{os.getpid()}")
+            try:
+                torch.save(x, tmp)
+                os.replace(tmp, cache)  # atomic: workers loading at once never read a half-written cache
+            except OSError as e:  # a read-only root: decode again next time
+                tmp.unlink(missing_ok=True)
+                warnings.warn(f"could not cache the decoded CelebA images at {cache}: {e}", stacklevel=2)
+        out += [x, torch.full((len(x),), -1, dtype=torch.long)]
+    return tuple(out)
+
+
+def _celeba_images(ds: datasets.CelebA) -> torch.Tensor:
+    """Decode, center-crop and resize every image of ``ds`` into one uint8 (N, 3, 64, 64) tensor (threads: PIL
+    releases the GIL while decoding and resizing)."""
+    from torchvision.transforms import v2
+
+    transform = v2.Compose([v2.PILToTensor(), v2.CenterCrop(CELEBA_CROP), v2.Resize(CELEBA_SIZE, antialias=True)])
+    folder = Path(ds.root) / ds.base_folder / "img_align_celeba"
+
+    def one(name: str) -> torch.Tensor:
+        from PIL import Image
+
+        with Image.open(folder / name) as im:
+            return transform(im.convert("RGB"))
+
+    x = torch.empty((len(ds.filename), *DATA_SHAPES["celeba"]), dtype=torch.uint8)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for i, img in enumerate(pool.map(one, ds.filename)):
+            x[i] = img
+    return x

@@ -19,8 +19,9 @@ import os
 from genlab import config
 from genlab.config import ExpertSpec, RunSpec, SpecError, SweepSpec
 
-TRAIN_SIZES = {"digits": 1500, "mnist": 60000, "svhn": 73257, "cifar10": 50000}
-"""Training images of each dataset (digits: genlab's split of scikit-learn's 1797)."""
+TRAIN_SIZES = {"digits": 1500, "mnist": 60000, "svhn": 73257, "cifar10": 50000, "celeba": 162770}
+"""Training images of each dataset (digits: genlab's split of scikit-learn's 1797; celeba: the train partition of
+list_eval_partition.txt)."""
 MIN_CLASS_COUNTS = {"svhn": 4659, "cifar10": 5000}
 """The fewest training images of any class, for datasets whose labels are costly to read (SVHN: digit 9;
 CIFAR-10 is balanced). MNIST's and digits' counts are read from their labels."""

@@ -33,6 +33,7 @@ class Entry:
 ALGORITHMS: dict[str, Entry] = {
     "improved_gan": Entry("generative", "algorithms.improved_gan.config:ImprovedGANConfig",
                           "algorithms.improved_gan.algorithm:ImprovedGAN"),
+    "infogan": Entry("generative", "algorithms.infogan.config:InfoGANConfig", "algorithms.infogan.algorithm:InfoGAN"),
     "iaf_vae": Entry("generative", "algorithms.iaf_vae.config:IAFVAEConfig", "algorithms.iaf_vae.algorithm:IAFVAE"),
     "gail": Entry("rl", "algorithms.gail.config:GAILHparams", "algorithms.gail.rllib:build_config",
                   needs_demos=True, uses_ppo=True),

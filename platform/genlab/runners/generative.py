@@ -95,7 +95,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     ds = data.load(spec.data)
     torch.manual_seed(spec.seed)  # identical initial weights on every rank
     algo = registry.impl_class(spec.algorithm)(spec.hparams_obj(), ds.info, device)
-    algo.set_evaluation_data(ds.train_x, ds.train_y)
+    algo.set_evaluation_data(lambda: (ds.to_float(ds.train_x), ds.train_y))  # converted only if the method asks
     batch_args = dict(batch_size=spec.data.batch_size, seed=spec.seed, rank=rank, world_size=world,
                       steps=spec.budget.steps_per_epoch, device=device, labels=registry.uses_labels(spec.algorithm))
 
@@ -142,7 +142,7 @@ def train_loop_per_worker(cfg: dict) -> None:
 
             is_last = epoch == b.epochs
             if rank == 0 and b.eval_due(epoch):
-                last_eval = algo.evaluate(ds.test_x.to(device), ds.test_y.to(device))
+                last_eval = algo.evaluate(*data.test_set(ds, device))
                 for name, grid in algo.images().items():
                     logger.image_grid(name, grid.images, epoch, grid.nrow)
             metrics.update(last_eval)  # every report carries the latest eval metrics (schedulers need them)
