@@ -107,3 +107,14 @@ def test_a_sweep_as_the_mlflow_ui_shows_it(tmp_path, mlflow_server, monkeypatch)
     assert min(Image.open(png).size) >= 256
     latest = rest(mlflow_server, f"artifacts/list?run_id={best_id}&path=samples")["files"]
     assert {"samples/latest.png", "samples/epoch_0002.png"} <= {f["path"] for f in latest}
+
+
+def test_a_run_shorter_than_one_sampling_interval_still_has_system_metrics(tmp_path):
+    """MLflow's monitor logs a sample only after each 10 s interval and drops the last one on shutdown; genlab logs
+    it, so a 1-second run's System metrics tab is not empty."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rid = tracking.open_run(uri, "short", run_name="short", config={}, tags={})
+    with tracking.RunLogger(uri, rid).system_metrics():
+        sum(i * i for i in range(10**6))
+    metrics = tracking.client(uri).get_run(rid).data.metrics
+    assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics

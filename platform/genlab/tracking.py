@@ -377,6 +377,15 @@ class RunLogger:
             yield
         finally:
             monitor.finish()
+            # MLflow's loop returns on shutdown without logging what it sampled since its last log, so a run
+            # shorter than one interval would show an empty System metrics tab: log that last sample here.
+            try:
+                last = monitor.aggregate_metrics()
+                if last:
+                    monitor.publish_metrics(last)
+                    monitor.mlflow_logger.flush()
+            except Exception as e:  # system metrics never fail a run
+                print(f"[genlab] last system-metrics sample not logged: {e}", file=sys.stderr)
 
 
 def _short(value: str) -> str:
