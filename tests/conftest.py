@@ -17,6 +17,24 @@ ROOT = Path(__file__).resolve().parents[1]
 """The repository root (specs are under ROOT / "sweeps")."""
 
 
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def side_by_side(fn, *calls: tuple) -> list:
+    """``fn(*args)`` for each ``args`` in ``calls``, each in a fresh process on one torch thread, all at once.
+
+    For learning tests that train a method and its baseline: the two runs share nothing, so on 2 cores they take
+    the time of one (and on one free core, of both, as in-process). ``fn`` must be a module-level function."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(len(calls), mp_context=mp.get_context("spawn"), initializer=_one_torch_thread) as pool:
+        return [f.result() for f in [pool.submit(fn, *args) for args in calls]]
+
+
 def _env() -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)  # always a local Ray, never a cluster the machine happens to point at

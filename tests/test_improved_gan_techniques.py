@@ -9,7 +9,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
+from conftest import ROOT, side_by_side
 from pydantic import ValidationError
 
 from algorithms.common.gan import (
@@ -443,7 +443,7 @@ def sample_quality_pair(seed: int) -> tuple[dict, dict]:
         config.set_path(raw, *config.parse_override(item))
     full = config.run_from_dict(raw)
     fm = config.load_run(SPECS / "digits.yaml", [*SCORED, f"seed={seed}"])
-    return _train(full), _train(fm)
+    return tuple(side_by_side(_train, (full,), (fm,)))
 
 
 @pytest.mark.slow
@@ -459,7 +459,7 @@ def test_the_full_technique_set_gives_better_samples_than_feature_matching(tmp_p
     from algorithms.common import sample_quality
 
     monkeypatch.setenv(sample_quality.CACHE_ENV, str(tmp_path))  # a fresh, deterministic score classifier
-    full, fm = sample_quality_pair(seed=0)  # one thread (the fixture), as measured
+    full, fm = sample_quality_pair(seed=0)  # each in its own process on one thread, as measured
     print(f"digits, 30 epochs: classifier score full {full['eval/classifier_score']:.3f} vs feature matching "
           f"{fm['eval/classifier_score']:.3f} (real {full['eval/classifier_score_real']:.3f}); FCD "
           f"{full['eval/fcd']:.1f} vs {fm['eval/fcd']:.1f}")

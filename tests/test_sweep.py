@@ -49,13 +49,19 @@ def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the CLI's default store in its working directory
     args = ("sweep", str(spec), "--storage", str(tmp_path / "results"), "--num-cpus", "2")
 
+    # The store exists before the sweep starts: the polling below and the sweep must not both create its tables
+    # (two processes migrating a new SQLite store at once can fail one of them).
+    assert finished_trials(uri) == {}
+
     # 1. Start the sweep; press Ctrl-C once the first trial has finished.
     proc = genlab_start(tmp_path, *args)
     deadline = time.time() + 300
     while not finished_trials(uri) and time.time() < deadline and proc.poll() is None:
         time.sleep(2)
     before = finished_trials(uri)
-    assert before, "no trial finished within 300 s"
+    if not before:
+        proc.kill()
+        assert False, f"no trial finished within 300 s (exit code {proc.poll()}):\n{proc.communicate()[0][-3000:]}"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, out[-3000:]
