@@ -57,6 +57,22 @@ def genlab_run(cwd: Path, *args: str, timeout: float = 600, check: bool = True) 
     return proc
 
 
+@pytest.fixture(autouse=True)
+def _tracking_uri_restored():
+    """``mlflow.set_tracking_uri`` (called by some tests and by genlab's runners in-process) also sets
+    MLFLOW_TRACKING_URI in os.environ, so every later ``genlab`` subprocess would log into that test's store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules and os.environ.get("MLFLOW_TRACKING_URI") != before:
+        import mlflow
+
+        mlflow.set_tracking_uri(before)  # None unsets the variable
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A local 2-CPU Ray for the tests of one module, shut down after them (nothing is left running).
