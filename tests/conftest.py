@@ -57,6 +57,18 @@ def genlab_run(cwd: Path, *args: str, timeout: float = 600, check: bool = True) 
     return proc
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Small nets: one torch thread is fastest, and on a shared 2-core machine a second one mostly spins (a module
+    opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _tracking_uri_restored():
     """``mlflow.set_tracking_uri`` (called by some tests and by genlab's runners in-process) also sets

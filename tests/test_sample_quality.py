@@ -21,13 +21,7 @@ from genlab.errors import NotRetryable, SpecError
 SPECS = ROOT / "sweeps" / "improved_gan"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These nets are small: one thread is fastest, and on a shared 2-core machine a second one mostly spins."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small nets: one thread is fastest
 
 
 # ------------------------------------------------------------------------------------------ formulas

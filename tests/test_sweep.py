@@ -61,7 +61,7 @@ def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path
     before = finished_trials(uri)
     if not before:
         proc.kill()
-        assert False, f"no trial finished within 300 s (exit code {proc.poll()}):\n{proc.communicate()[0][-3000:]}"
+        pytest.fail(f"no trial finished within 300 s (exit code {proc.poll()}):\n{proc.communicate()[0][-3000:]}")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, out[-3000:]
