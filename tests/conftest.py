@@ -57,6 +57,27 @@ def genlab_run(cwd: Path, *args: str, timeout: float = 600, check: bool = True) 
     return proc
 
 
+def train_like_the_runner(make_algo, spec, **batch_args):
+    """Train ``make_algo(hparams, dataset)`` on ``spec`` as the generative runner's worker loop does (same seeding,
+    same batches), in this process, for learning tests; returns ``(algo, dataset)``. ``batch_args`` go to
+    ``data.batches`` (e.g. ``labels=False`` for unsupervised methods)."""
+    import torch
+
+    from genlab import data
+
+    ds = data.load(spec.data)
+    torch.manual_seed(spec.seed)
+    algo = make_algo(spec.hparams_obj(), ds)
+    args = dict(batch_size=spec.data.batch_size, seed=spec.seed, steps=spec.budget.steps_per_epoch, **batch_args)
+    algo.initialize(next(iter(data.batches(ds, epoch=0, **args))))
+    for epoch in range(1, spec.budget.epochs + 1):
+        torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009)
+        for batch in data.batches(ds, epoch=epoch, **args):
+            algo.train_step(batch)
+        algo.end_epoch(epoch)
+    return algo, ds
+
+
 @pytest.fixture
 def one_torch_thread():
     """Small nets: one torch thread is fastest, and on a shared 2-core machine a second one mostly spins (a module

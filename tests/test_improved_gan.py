@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, side_by_side
+from conftest import ROOT, side_by_side, train_like_the_runner
 from pydantic import ValidationError
 
 from algorithms.common.layers import GaussianNoise, WNConv2d, WNConvTranspose2d, WNLinear, data_dependent_init
@@ -238,17 +238,8 @@ def test_run_specs_are_valid(name):
 
 
 def _train_on_digits(spec: config.RunSpec) -> float:
-    """Train as the generative runner's worker loop does (same seeding), on one process; the test accuracy."""
-    ds = data.load(spec.data)
-    torch.manual_seed(spec.seed)
-    algo = ImprovedGAN(spec.hparams_obj(), ds.info)
-    args = dict(batch_size=spec.data.batch_size, seed=spec.seed, steps=spec.budget.steps_per_epoch)
-    algo.initialize(next(iter(data.batches(ds, epoch=0, **args))))
-    for epoch in range(1, spec.budget.epochs + 1):
-        torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009)
-        for batch in data.batches(ds, epoch=epoch, **args):
-            algo.train_step(batch)
-        algo.end_epoch(epoch)
+    """The test accuracy after training as the runner does, in this process."""
+    algo, ds = train_like_the_runner(lambda hp, ds: ImprovedGAN(hp, ds.info), spec)
     return algo.evaluate(*data.test_set(ds))["eval/test_accuracy"]
 
 

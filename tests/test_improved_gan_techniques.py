@@ -9,7 +9,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, side_by_side
+from conftest import ROOT, side_by_side, train_like_the_runner
 from pydantic import ValidationError
 
 from algorithms.common.gan import (
@@ -405,21 +405,17 @@ def test_the_sample_quality_specs_are_the_papers_models():
 # ------------------------------------------------------------------------------ learning: sample quality
 
 
+def _with_scores(hparams, ds) -> ImprovedGAN:
+    algo = ImprovedGAN(hparams, ds.info)
+    algo.set_evaluation_data(lambda: (ds.to_float(ds.train_x), ds.train_y))
+    return algo
+
+
 def _train(spec: config.RunSpec) -> dict[str, float]:
-    """Train as the generative runner's worker loop does (same seeding), in this process; the final evaluation."""
+    """The final evaluation after training as the runner does, in this process (sample scores on)."""
     from genlab import data
 
-    ds = data.load(spec.data)
-    torch.manual_seed(spec.seed)
-    algo = ImprovedGAN(spec.hparams_obj(), ds.info)
-    algo.set_evaluation_data(lambda: (ds.to_float(ds.train_x), ds.train_y))
-    args = dict(batch_size=spec.data.batch_size, seed=spec.seed, steps=spec.budget.steps_per_epoch)
-    algo.initialize(next(iter(data.batches(ds, epoch=0, **args))))
-    for epoch in range(1, spec.budget.epochs + 1):
-        torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009)
-        for batch in data.batches(ds, epoch=epoch, **args):
-            algo.train_step(batch)
-        algo.end_epoch(epoch)
+    algo, ds = train_like_the_runner(_with_scores, spec)
     return algo.evaluate(*data.test_set(ds))
 
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, train_like_the_runner
 
 from algorithms.infogan import objective
 from algorithms.infogan.algorithm import InfoGAN
@@ -384,17 +384,8 @@ def test_models_are_g_from_its_input_and_q_from_images():
 
 
 def _train_on_digits(spec: config.RunSpec) -> dict[str, float]:
-    """Train as the generative runner's worker loop does (same seeding), on one process; the final evaluation."""
-    ds = data.load(spec.data)
-    torch.manual_seed(spec.seed)
-    algo = InfoGAN(spec.hparams_obj(), ds.info)
-    args = dict(batch_size=spec.data.batch_size, seed=spec.seed, steps=spec.budget.steps_per_epoch, labels=False)
-    algo.initialize(next(iter(data.batches(ds, epoch=0, **args))))
-    for epoch in range(1, spec.budget.epochs + 1):
-        torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009)
-        for batch in data.batches(ds, epoch=epoch, **args):
-            algo.train_step(batch)
-        algo.end_epoch(epoch)
+    """The final evaluation after training as the runner does, in this process (no labels)."""
+    algo, ds = train_like_the_runner(lambda hp, ds: InfoGAN(hp, ds.info), spec, labels=False)
     return algo.evaluate(*data.test_set(ds))
 
 
