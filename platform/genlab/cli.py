@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from genlab import config, errors, jobs, registry, tracking
+from genlab import config, errors, jobs, registry, runs_table, tracking
 from genlab.config import SpecError
 
 STORAGE_ENV = "GENLAB_STORAGE"
@@ -314,7 +314,7 @@ def cmd_validate(args) -> int:
 
 def cmd_runs(args) -> int:
     try:
-        print(tracking.runs_table(tracking.resolve_uri(args.tracking_uri), args.experiment, args.max_runs,
+        print(runs_table.runs_table(tracking.resolve_uri(args.tracking_uri), args.experiment, args.max_runs,
                                   wide=args.wide))
     except LookupError as e:
         raise SpecError(str(e)) from None
