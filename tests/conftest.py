@@ -39,6 +39,7 @@ def _env() -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)  # always a local Ray, never a cluster the machine happens to point at
     env.pop("GENLAB_COMMAND", None)  # each command records its own argv as the run's source
+    env["COLUMNS"] = "120"  # tables cut to the terminal's width come out the same wherever the suite runs
     return env
 
 

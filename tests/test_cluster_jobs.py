@@ -26,6 +26,7 @@ import psutil
 import pytest
 import yaml
 from conftest import ROOT, free_port
+from test_mlflow_ui import check_sweep_as_the_ui_shows_it
 
 from genlab import jobs, tracking
 from genlab.runners import generative as train
@@ -122,7 +123,7 @@ class RayHead:
         for p in procs.values():
             with contextlib.suppress(psutil.Error):
                 p.terminate()
-        _, alive = psutil.wait_procs(list(procs.values()), timeout=10)
+        _, alive = psutil.wait_procs(list(procs.values()), timeout=3)  # some Ray workers ignore SIGTERM
         for p in alive:
             with contextlib.suppress(psutil.Error):
                 p.kill()
@@ -159,7 +160,8 @@ def trial_runs(uri: str, experiment: str) -> list:
     return [r for r in runs if tracking.TAG_TRIAL in r.data.tags]
 
 
-def test_ray_job_submit_runs_a_sweep_that_logs_to_the_mlflow_server(head_factory, mlflow_server, tmp_path):
+def test_ray_job_submit_runs_a_sweep_that_logs_to_the_mlflow_server_as_its_ui_shows_it(head_factory, mlflow_server,
+                                                                                         tmp_path):
     head = head_factory(num_cpus=2)
     storage = tmp_path / "results"
 
@@ -176,7 +178,7 @@ def test_ray_job_submit_runs_a_sweep_that_logs_to_the_mlflow_server(head_factory
         [BIN / "ray", "job", "submit", "--address", head.address, "--runtime-env", "cluster/runtime_env.yaml",
          "--no-wait", "--", "python", "-m", "genlab", "sweep", SWEEP, "--set", "name=jobs-sweep",
          "--set", f"run.tracking.uri={mlflow_server}", "--set", "run.tracking.experiment=cluster", *TINY,
-         "--storage", str(storage)],
+         "--storage", str(storage), "--register", "digits-best"],
         cwd=ROOT, env=head.client_env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     job_id = re.search(r"raysubmit_[A-Za-z0-9]+", out.stdout).group(0)
@@ -203,6 +205,9 @@ def test_ray_job_submit_runs_a_sweep_that_logs_to_the_mlflow_server(head_factory
 
     # Tune wrote TensorBoard event files where `tensorboard --logdir <storage>/<sweep>` reads them.
     assert list((storage / "jobs-sweep").rglob("events.out.tfevents.*"))
+
+    # The sweep as the MLflow UI shows it: parent and trials, inputs, Source, system metrics, models that load.
+    check_sweep_as_the_ui_shows_it(mlflow_server, "cluster", logs, "digits-best", tmp_path)
 
 
 def test_autoscaling_cluster_adds_gpu_nodes_for_a_sweep_and_removes_them(head_factory, tmp_path):

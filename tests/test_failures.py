@@ -65,7 +65,7 @@ def test_a_nan_loss_fails_the_run_at_once_and_frees_its_name(tmp_path, monkeypat
 def test_a_nan_trial_fails_alone_and_the_sweep_ranks_the_rest(tmp_path, monkeypatch):
     sweep = {"name": "nan-sweep", "run": {**RUN, "tracking": {"experiment": "sweeps"}},
              "search_space": {"hparams.lr": {"choice": [0.003, 0.002]}}, "metric": "eval/test_error", "mode": "min",
-             "num_samples": 2, "max_concurrent": 1, "scheduler": {"type": "fifo"}}
+             "num_samples": 2, "max_concurrent": 2, "scheduler": {"type": "fifo"}}
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump(sweep))
     monkeypatch.setenv(NAN_ENV, "20")  # epoch 2 of the first trial to get there: after its first checkpoint

@@ -1,14 +1,15 @@
 """GAIL imitates: on Pendulum-v1 from 10 expert trajectories it reaches a normalized score >= 0.8, while
-the same pipeline with its discriminator frozen at initialization stays <= 0.3.
+the same pipeline with its discriminator frozen at initialization never gets above 0.3.
 
 Pendulum's episodes all last 200 steps, so a constant reward (the always-positive -log(1-D)) cannot
 tell the policy anything: only the discriminator's judgement of (s, a) can. Both runs are measured here.
 
 Bounded by iterations, not time: the expert trains at most 40 PPO iterations (it stops at a greedy -200, after
 10-16 iterations on the seeds measured), then each GAIL run takes ITERATIONS iterations of the shipped spec
-(sweeps/gail/pendulum.yaml) with a constant policy lr (the spec decays it over its 150k-step budget) and one
-evaluation, at the end. On seed 0, with these settings, the score reached 1.02 after 30k env steps and was 1.02
-at 32k (tests/benchmarks/bench_gail_pendulum.py --set ppo.lr_decay=false --budget-steps 32768).
+(sweeps/gail/pendulum.yaml) with a constant policy lr (the spec decays it over its 150k-step budget), evaluated
+every EVAL_EVERY iterations; each run's best evaluation is compared (a single one at the end could fall on one of
+the dips GAIL's score takes once at the expert). With these settings on seed 0 the score first reached 0.9 after
+9-10 iterations (tests/benchmarks/bench_gail_pendulum.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from genlab.runners import rl
 
 pytestmark = pytest.mark.slow
 ENV = "Pendulum-v1"
-ITERATIONS = 16
-"""GAIL iterations of 2048 env steps (32k steps), for the trained and for the frozen discriminator alike."""
+ITERATIONS, EVAL_EVERY = 12, 2
+"""GAIL iterations of 2048 env steps (24.6k steps), for the trained and for the frozen discriminator alike."""
 
 
 def test_gail_imitates_pendulum_and_an_untrained_discriminator_does_not(tmp_path, ray_local):
@@ -32,16 +33,17 @@ def test_gail_imitates_pendulum_and_an_untrained_discriminator_does_not(tmp_path
     assert expert.greedy_return >= -200, expert
     demos = record_demos(expert.module_path, ENV, 10, tmp_path / "demos", seed=0)
 
-    def run(*overrides: str) -> dict:
+    def scores(*overrides: str) -> list[float]:
         spec = config.load_run(ROOT / "sweeps/gail/pendulum.yaml", [
             f"demos.path={demos}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "ppo.lr_decay=false",
-            f"budget.epochs={ITERATIONS}", f"budget.eval_every={ITERATIONS}", f"budget.checkpoint_every={ITERATIONS}",
+            f"budget.epochs={ITERATIONS}", f"budget.eval_every={EVAL_EVERY}", f"budget.checkpoint_every={ITERATIONS}",
             "tracking.system_metrics=false", "tracking.log_models=false", *overrides])
-        return rl.fit(spec, storage_path=tmp_path / "results").metrics
+        history = rl.fit(spec, storage_path=tmp_path / "results").history
+        return [round(h["eval/normalized_score"], 3) for h in history if h["epoch"] % EVAL_EVERY == 0]
 
-    gail = run()
-    ablation = run("name=gail-pendulum-frozen-d", "hparams.freeze_discriminator=true")
-    print(f"normalized score after {ITERATIONS} iterations: GAIL {gail['eval/normalized_score']:.3f}, "
-          f"frozen D {ablation['eval/normalized_score']:.3f}")
-    assert gail["eval/normalized_score"] >= 0.8, gail
-    assert ablation["eval/normalized_score"] <= 0.3, ablation
+    gail = scores()
+    ablation = scores("name=gail-pendulum-frozen-d", "hparams.freeze_discriminator=true")
+    print(f"normalized score every {EVAL_EVERY} iterations: GAIL {gail}, frozen D {ablation}")
+    assert len(gail) == len(ablation) == ITERATIONS // EVAL_EVERY
+    assert max(gail) >= 0.8, gail
+    assert max(ablation) <= 0.3, ablation

@@ -1,33 +1,22 @@
 """MLflow as its users meet it, checked through a real tracking server's REST API (what the UI itself calls):
 the experiment opens in the training view, parent and child runs, dataset inputs, the Source column, system
 metrics, readable image grids, models that load in a fresh process and match the run's own evaluation, and the
-best trial registered in the Model Registry."""
+best trial registered in the Model Registry. The sweep behind those checks is the `ray job submit` test's
+(tests/test_cluster_jobs.py): it logs to a tracking server as a cluster's sweeps do."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.parse
 import urllib.request
 
 import pytest
-import yaml
 from conftest import genlab_run
 
 from genlab import tracking
-
-pytestmark = pytest.mark.slow
-
-SWEEP = {
-    "name": "ui-sweep",
-    "run": {"name": "ui", "algorithm": "improved_gan", "hparams": {"d_hidden": [64, 32], "g_hidden": [32]},
-            "data": {"name": "digits", "labels_per_class": 10, "batch_size": 100},
-            "budget": {"epochs": 2, "eval_every": 1, "checkpoint_every": 1},
-            "resources": {"num_workers": 1, "cpus_per_worker": 1}, "tracking": {"experiment": "ui"}},
-    "search_space": {"hparams.lr": {"choice": [0.003, 0.001]}},
-    "metric": "eval/test_error", "mode": "min", "num_samples": 2, "max_concurrent": 2, "scheduler": {"type": "fifo"},
-}
 
 
 def rest(server: str, endpoint: str, body: dict | None = None) -> dict:
@@ -41,14 +30,12 @@ def rest(server: str, endpoint: str, body: dict | None = None) -> dict:
         return json.loads(r.read())
 
 
-def test_a_sweep_as_the_mlflow_ui_shows_it(tmp_path, mlflow_server, monkeypatch):
-    spec = tmp_path / "sweep.yaml"
-    spec.write_text(yaml.safe_dump(SWEEP))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    out = genlab_run(tmp_path, "sweep", spec, "--storage", tmp_path / "results", "--num-cpus", "2",
-                     "--register", "digits-best").stdout
-
-    exp = rest(mlflow_server, "experiments/get-by-name?experiment_name=ui")["experiment"]
+def check_sweep_as_the_ui_shows_it(mlflow_server: str, experiment: str, out: str, registered: str, tmp_path) -> None:
+    """What the MLflow UI shows of a finished 2-trial Improved-GAN sweep on digits (10 labels per class, 2 epochs)
+    that logged to ``mlflow_server`` as ``experiment`` and registered its best trial's models as ``registered``-*;
+    ``out`` is the sweep's output. Called by the `ray job submit` test (tests/test_cluster_jobs.py), whose sweep
+    logs to a tracking server as a cluster's does: one sweep for both checks."""
+    exp = rest(mlflow_server, f"experiments/get-by-name?experiment_name={experiment}")["experiment"]
     tags = {t["key"]: t["value"] for t in exp.get("tags", [])}
     assert tags.get("mlflow.experimentKind") == "custom_model_development"  # opens in the training view
     url = f"{mlflow_server}/#/experiments/{exp['experiment_id']}/runs?workflowType=machine_learning"
@@ -73,7 +60,8 @@ def test_a_sweep_as_the_mlflow_ui_shows_it(tmp_path, mlflow_server, monkeypatch)
                                                 "labeled": 100, "unlabeled": 1400}
         assert "eval" in contexts
         metrics = {m["key"] for m in run["data"]["metrics"]}
-        assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics
+        assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics, \
+            [line for line in out.splitlines() if "system" in line.lower()]
         files = rest(mlflow_server, f"artifacts/list?run_id={run['info']['run_id']}&path=classifier")["files"]
         assert any(f["path"] == "classifier/MLmodel" for f in files)
 
@@ -89,18 +77,19 @@ def test_a_sweep_as_the_mlflow_ui_shows_it(tmp_path, mlflow_server, monkeypatch)
         "ds = data.load(DataSpec(name='digits', labels_per_class=10))\n"
         "x, y = data.test_set(ds)\n"
         "acc = (net(x).argmax(1) == y).float().mean().item()\n"
-        f"g = mlflow.pytorch.load_model('models:/digits-best-generator/1')\n"
+        f"g = mlflow.pytorch.load_model('models:/{registered}-generator/1')\n"
         "print(acc, tuple(g(torch.rand(5, 100)).shape))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server})
     assert proc.returncode == 0, proc.stderr[-3000:]
     loaded_acc, shape = proc.stdout.strip().splitlines()[-1].split(" ", 1)
     assert abs(float(loaded_acc) - accuracy) < 1e-6 and shape == "(5, 1, 8, 8)"
-    registered = rest(mlflow_server, "registered-models/get?name=" + urllib.parse.quote("digits-best-classifier"))
-    assert registered["registered_model"]["latest_versions"][0]["run_id"] == best_id
+    model = rest(mlflow_server, "registered-models/get?name=" + urllib.parse.quote(f"{registered}-classifier"))
+    assert model["registered_model"]["latest_versions"][0]["run_id"] == best_id
 
     # genlab load: the algorithm object back, sampling a readable grid.
     png = tmp_path / "samples.png"
-    loaded = genlab_run(tmp_path, "load", best_id, "--out", png).stdout
+    loaded = genlab_run(tmp_path, "load", best_id, "--out", png, "--tracking-uri", mlflow_server).stdout
     assert "runs:/" in loaded and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
@@ -118,3 +107,55 @@ def test_a_run_shorter_than_one_sampling_interval_still_has_system_metrics(tmp_p
         sum(i * i for i in range(10**6))
     metrics = tracking.client(uri).get_run(rid).data.metrics
     assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics
+
+
+def test_a_run_whose_monitor_thread_never_sampled_still_has_system_metrics(tmp_path, monkeypatch):
+    """On a busy machine a run of seconds can end before MLflow's monitor thread takes its first sample (seen in a
+    job-submitted sweep's 2-epoch trials); genlab then samples once itself."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monkeypatch.setattr(SystemMetricsMonitor, "start", lambda self: None)  # the thread never runs
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rid = tracking.open_run(uri, "short", run_name="short", config={}, tags={})
+    with tracking.RunLogger(uri, rid).system_metrics():
+        pass
+    metrics = tracking.client(uri).get_run(rid).data.metrics
+    assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics
+
+
+def test_a_dataset_logged_by_two_trials_at_once_links_both(tmp_path, monkeypatch):
+    """Concurrent trials of a sweep log the same dataset; the one whose insert loses the race (seen in a GAIL sweep:
+    "UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest") logs again and is linked to
+    the winner's row instead of failing the trial. Any other MLflow error still propagates."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    info = tracking.DatasetInfo("demos-Pendulum-v1", "/demos", "0123456789ab", {"trajectories": 10})
+    winner = tracking.open_run(uri, "race", run_name="a", config={}, tags={})
+    tracking.RunLogger(uri, winner).dataset(info, "train")
+
+    real, calls = MlflowClient.log_inputs, []
+
+    def loses_the_race_once(self, run_id, datasets=None, models=None):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+                                  "datasets.name, datasets.digest")
+        return real(self, run_id, datasets=datasets, models=models)
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", loses_the_race_once)
+    loser = tracking.open_run(uri, "race", run_name="b", config={}, tags={})
+    tracking.RunLogger(uri, loser).dataset(info, "train")
+    assert len(calls) == 2
+    c = tracking.client(uri)
+    for rid in (winner, loser):
+        (inp,) = c.get_run(rid).inputs.dataset_inputs
+        assert inp.dataset.name == "demos-Pendulum-v1" and inp.dataset.digest == "0123456789ab"
+
+    def fails(self, run_id, datasets=None, models=None):
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: run not found")
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", fails)
+    with pytest.raises(MlflowException, match="run not found"):
+        tracking.RunLogger(uri, loser).dataset(info, "eval")

@@ -18,6 +18,7 @@ float32 in [-1, 1] on the fly, on the target device, and :func:`test_set` gives 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -26,10 +27,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
-from torchvision import datasets
 
 from genlab.algorithm import DataInfo
 from genlab.config import DATA_SHAPES, UNLABELED_DATASETS, DataSpec
@@ -211,23 +212,38 @@ def _digits(seed: int) -> tuple[torch.Tensor, ...]:
 
 
 # -------------------------------------------------------------------------------------- torchvision
+# torchvision is imported on first use: importing it costs ~2 s, which digits runs and the pre-flight of
+# every command (`genlab validate`, `train`, `sweep`) would otherwise pay.
+
+TORCHVISION_DATASETS = ("mnist", "cifar10", "svhn", "celeba")
+CELEBA_CROP, CELEBA_SIZE = 108, 64
+"""CelebA's aligned 178x218 faces: center crop CELEBA_CROP x CELEBA_CROP, resize to CELEBA_SIZE (DATA_SHAPES)."""
+_CELEBA_LISTS = ("list_eval_partition.txt", "identity_CelebA.txt", "list_attr_celeba.txt", "list_bbox_celeba.txt",
+                 "list_landmarks_align_celeba.txt")
 
 
-class _CIFAR10(datasets.CIFAR10):
-    """CIFAR-10 that accepts files already present without their md5 (download still checks the archive)."""
+@functools.cache
+def _tv() -> SimpleNamespace:
+    """torchvision's dataset classes, those of CIFAR-10, SVHN and CelebA accepting files already present without
+    their md5 (a download still checks the archives)."""
+    from torchvision import datasets
 
-    meta = {**datasets.CIFAR10.meta, "md5": None}  # _load_meta: presence only, as for the batches
+    class CIFAR10(datasets.CIFAR10):
+        meta = {**datasets.CIFAR10.meta, "md5": None}  # _load_meta: presence only, as for the batches
 
-    def _check_integrity(self) -> bool:
-        folder = Path(self.root) / self.base_folder
-        return all((folder / f).is_file() for f, _ in self.train_list + self.test_list)
+        def _check_integrity(self) -> bool:
+            folder = Path(self.root) / self.base_folder
+            return all((folder / f).is_file() for f, _ in self.train_list + self.test_list)
 
+    class SVHN(datasets.SVHN):
+        def _check_integrity(self) -> bool:
+            return (Path(self.root) / self.filename).is_file()
 
-class _SVHN(datasets.SVHN):
-    """SVHN that accepts a file already present without its md5 (download still checks it)."""
+    class CelebA(datasets.CelebA):
+        def _check_integrity(self) -> bool:
+            return all((Path(self.root) / f).exists() for f in _sources()["celeba"].files)
 
-    def _check_integrity(self) -> bool:
-        return (Path(self.root) / self.filename).is_file()
+    return SimpleNamespace(MNIST=datasets.MNIST, CIFAR10=CIFAR10, SVHN=SVHN, CelebA=CelebA)
 
 
 @dataclass(frozen=True)
@@ -236,59 +252,53 @@ class _Source:
     how: str  # how to put them there by hand; {root} is filled in
 
 
-class _CelebA(datasets.CelebA):
-    """CelebA that accepts its files already present without their md5 (download still checks them)."""
-
-    def _check_integrity(self) -> bool:
-        return all((Path(self.root) / f).exists() for f in _SOURCES["celeba"].files)
-
-
-CELEBA_CROP, CELEBA_SIZE = 108, 64
-"""CelebA's aligned 178x218 faces: center crop CELEBA_CROP x CELEBA_CROP, resize to CELEBA_SIZE (DATA_SHAPES)."""
-_CELEBA_LISTS = ("list_eval_partition.txt", "identity_CelebA.txt", "list_attr_celeba.txt", "list_bbox_celeba.txt",
-                 "list_landmarks_align_celeba.txt")
-
-_MNIST_URL = datasets.MNIST.mirrors[0]
-_SOURCES = {
-    "mnist": _Source(
-        files=tuple(f"MNIST/raw/{f.removesuffix('.gz')}" for f, _ in datasets.MNIST.resources),
-        how=(
-            f"download {', '.join(f for f, _ in datasets.MNIST.resources)} from {_MNIST_URL} "
-            "and gunzip them into {root}/MNIST/raw/"
+@functools.cache
+def _sources() -> dict[str, _Source]:
+    """Each torchvision dataset's files and how to get them by hand."""
+    tv = _tv()
+    mnist_url = tv.MNIST.mirrors[0]
+    return {
+        "mnist": _Source(
+            files=tuple(f"MNIST/raw/{f.removesuffix('.gz')}" for f, _ in tv.MNIST.resources),
+            how=(
+                f"download {', '.join(f for f, _ in tv.MNIST.resources)} from {mnist_url} "
+                "and gunzip them into {root}/MNIST/raw/"
+            ),
         ),
-    ),
-    "cifar10": _Source(
-        files=tuple(
-            f"{_CIFAR10.base_folder}/{f}"
-            for f in [f for f, _ in _CIFAR10.train_list + _CIFAR10.test_list] + [_CIFAR10.meta["filename"]]
+        "cifar10": _Source(
+            files=tuple(
+                f"{tv.CIFAR10.base_folder}/{f}"
+                for f in [f for f, _ in tv.CIFAR10.train_list + tv.CIFAR10.test_list] + [tv.CIFAR10.meta["filename"]]
+            ),
+            how=f"download {tv.CIFAR10.url} and extract it in {{root}} (it unpacks to {tv.CIFAR10.base_folder}/)",
         ),
-        how=f"download {_CIFAR10.url} and extract it in {{root}} (it unpacks to {_CIFAR10.base_folder}/)",
-    ),
-    "svhn": _Source(
-        files=tuple(_SVHN.split_list[s][1] for s in ("train", "test")),
-        how="download " + " and ".join(_SVHN.split_list[s][0] for s in ("train", "test")) + " into {root}/",
-    ),
-    "celeba": _Source(
-        files=tuple(f"celeba/{f}" for f in ("img_align_celeba", *_CELEBA_LISTS)),
-        how=(
-            "download img_align_celeba.zip and " + ", ".join(_CELEBA_LISTS) + " from the CelebA page "
-            "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive: Img/, Anno/, Eval/) into {root}/celeba/ "
-            "and unzip img_align_celeba.zip there (it unpacks to img_align_celeba/); "
-            "data.download: true does this through torchvision, which needs the gdown package"
+        "svhn": _Source(
+            files=tuple(tv.SVHN.split_list[s][1] for s in ("train", "test")),
+            how="download " + " and ".join(tv.SVHN.split_list[s][0] for s in ("train", "test")) + " into {root}/",
         ),
-    ),
-}
+        "celeba": _Source(
+            files=tuple(f"celeba/{f}" for f in ("img_align_celeba", *_CELEBA_LISTS)),
+            how=(
+                "download img_align_celeba.zip and " + ", ".join(_CELEBA_LISTS) + " from the CelebA page "
+                "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive: Img/, Anno/, Eval/) into "
+                "{root}/celeba/ and unzip img_align_celeba.zip there (it unpacks to img_align_celeba/); "
+                "data.download: true does this through torchvision, which needs the gdown package"
+            ),
+        ),
+    }
 
 
 def missing_files(name: str, root: Path) -> list[Path]:
     """The files (and folders: CelebA's img_align_celeba/) of dataset ``name`` that are not under ``root`` (none
     for digits, which ships with scikit-learn)."""
-    return [root / f for f in _SOURCES[name].files if not (root / f).exists()] if name in _SOURCES else []
+    if name not in TORCHVISION_DATASETS:
+        return []
+    return [root / f for f in _sources()[name].files if not (root / f).exists()]
 
 
 def how_to_get(name: str, root: Path) -> str:
     """How to put dataset ``name``'s files under ``root`` by hand."""
-    return _SOURCES[name].how.format(root=root)
+    return _sources()[name].how.format(root=root)
 
 
 def digits_train_labels(seed: int) -> np.ndarray:
@@ -324,13 +334,13 @@ def _torchvision(name: str, root: Path, download: bool) -> tuple[torch.Tensor, .
     """Train and test split of a torchvision dataset, checked for presence first."""
     fetch = _must_fetch(name, root, download)
     if name == "mnist":
-        splits = [datasets.MNIST(root, train=t, download=fetch) for t in (True, False)]
+        splits = [_tv().MNIST(root, train=t, download=fetch) for t in (True, False)]
         arrays = [(s.data.unsqueeze(1), s.targets) for s in splits]
     elif name == "cifar10":
-        splits = [_CIFAR10(root, train=t, download=fetch) for t in (True, False)]
+        splits = [_tv().CIFAR10(root, train=t, download=fetch) for t in (True, False)]
         arrays = [(torch.from_numpy(s.data).permute(0, 3, 1, 2), torch.tensor(s.targets)) for s in splits]
     else:  # svhn: torchvision maps label 10 to digit 0
-        splits = [_SVHN(root, split=s, download=fetch) for s in ("train", "test")]
+        splits = [_tv().SVHN(root, split=s, download=fetch) for s in ("train", "test")]
         arrays = [(torch.from_numpy(s.data), torch.from_numpy(s.labels)) for s in splits]
     (train_x, train_y), (test_x, test_y) = arrays
     return train_x.contiguous(), train_y.long(), test_x.contiguous(), test_y.long()
@@ -346,7 +356,7 @@ def _celeba(root: Path, download: bool) -> tuple[torch.Tensor, ...]:
         if cache.is_file():
             x = torch.load(cache, weights_only=True)
         else:
-            x = _celeba_images(_CelebA(root, split=split, target_type=[], download=fetch))
+            x = _celeba_images(_tv().CelebA(root, split=split, target_type=[], download=fetch))
             tmp = cache.with_suffix(f".tmp{os.getpid()}")
             try:
                 torch.save(x, tmp)
@@ -358,7 +368,7 @@ def _celeba(root: Path, download: bool) -> tuple[torch.Tensor, ...]:
     return tuple(out)
 
 
-def _celeba_images(ds: datasets.CelebA) -> torch.Tensor:
+def _celeba_images(ds) -> torch.Tensor:
     """Decode, center-crop and resize every image of ``ds`` into one uint8 (N, 3, 64, 64) tensor (threads: PIL
     releases the GIL while decoding and resizing)."""
     from torchvision.transforms import v2

@@ -23,6 +23,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -334,10 +335,22 @@ class RunLogger:
         """Record what the run trained (``context="train"``) or evaluated (``"eval"``) on as an MLflow dataset
         input: the run page's and the runs table's Dataset column show it."""
         from mlflow.entities import DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
 
         entity = _MetaDataset(info)._to_mlflow_entity()
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[
-            InputTag("mlflow.data.context", context)])])
+        inputs = [DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except MlflowException as e:
+                # Two runs of one experiment logging the same dataset at once (a sweep's concurrent trials) can
+                # both miss it in MLflow's lookup and both insert it; the loser's insert breaks the store's
+                # unique key. Logging again finds the winner's row and links this run to it.
+                if attempt == 2 or not any(m in str(e) for m in ("UNIQUE constraint", "Duplicate entry",
+                                                                 "duplicate key")):
+                    raise
+                time.sleep(0.5)
 
     def model(self, name: str, module, example_input) -> None:
         """Log a torch module as an MLflow model at ``<name>/`` (signature and input example from
@@ -377,9 +390,13 @@ class RunLogger:
         finally:
             monitor.finish()
             # MLflow's loop returns on shutdown without logging what it sampled since its last log, so a run
-            # shorter than one interval would show an empty System metrics tab: log that last sample here.
+            # shorter than one interval would show an empty System metrics tab: log that last sample here (taken
+            # now if the monitor's thread never got to sample: a run of seconds on a busy machine).
             try:
                 last = monitor.aggregate_metrics()
+                if not last:
+                    monitor.collect_metrics()
+                    last = monitor.aggregate_metrics()
                 if last:
                     monitor.publish_metrics(last)
                     monitor.mlflow_logger.flush()

@@ -5,7 +5,7 @@ network; GAIL adds its discriminator (trained on ``disc_steps`` minibatches per 
 the others) and the reward piece. Iterations alternate between the two so that machine noise hits both alike.
 Goal: GAIL at >= 0.8x PPO's env steps/s. Without ``--demos`` it records demonstrations of a briefly trained PPO
 policy first (their quality does not matter for speed). ``--spec`` takes the env, the ppo section and GAIL's
-hparams from a run spec instead (e.g. the shipped sweeps/gail/pendulum.yaml: D on 20 of the 320 minibatches).
+hparams from a run spec instead (e.g. the shipped sweeps/gail/pendulum.yaml: D on 40 of the 640 minibatches).
 
     .venv/bin/python tests/benchmarks/bench_gail_throughput.py [--demos results/experts/cartpole] [--iterations 5]
     .venv/bin/python tests/benchmarks/bench_gail_throughput.py --spec sweeps/gail/pendulum.yaml
