@@ -21,7 +21,7 @@ from genlab import config
 from genlab.rl.demos import record_demos
 from genlab.runners import rl
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # the learner runs here
 ENV = "Pendulum-v1"
 ITERATIONS, EVAL_EVERY = 12, 2
 """GAIL iterations of 2048 env steps (24.6k steps), for the trained and for the frozen discriminator alike."""
