@@ -94,12 +94,13 @@ class RayHead:
                                 capture_output=True, text=True, timeout=60).stdout
         live = {}
         for kind in ("actors", "placement_groups"):
-            req = urllib.request.Request(f"{self.address}/api/v0/{kind}?limit=200",
+            req = urllib.request.Request(f"{self.address}/api/v0/{kind}?limit=200&detail=1",
                                          headers={"Authorization": f"Bearer {self.token}"})
             with urllib.request.urlopen(req, timeout=10) as r:
                 rows = json.load(r)["data"]["result"]["result"]
             live[kind] = [{k: v for k, v in row.items() if k in ("class_name", "state", "node_id", "name",
-                                                                 "placement_group_id", "bundles")}
+                                                                 "placement_group_id", "bundles", "creator_job_id",
+                                                                 "is_detached", "job_id")}
                           for row in rows if row.get("state") not in ("DEAD", "REMOVED")]
         return f"{status}\n{json.dumps(live, indent=1)}"
 
@@ -259,7 +260,8 @@ def test_autoscaling_cluster_adds_gpu_nodes_for_a_sweep_and_removes_them(head_fa
         stop.set()
         watcher.join(timeout=15)
 
-    print(f"\nnodes alive (s after submission, count): {changes}; job ended at {job_done} s")
+    freed = [line for line in out.stdout.splitlines() if "left by ended trials" in line]
+    print(f"\nnodes alive (s after submission, count): {changes}; job ended at {job_done} s; {freed}")
     gpu_nodes = {i for i, n in seen.items() if n["resources_total"].get("GPU", 0) > 0}
     head_ids = {i for i, n in seen.items() if n["is_head_node"]}
     assert max(counts) == 3 and len(gpu_nodes) == 2, (counts, seen.keys())

@@ -79,3 +79,23 @@ def _artifacts(c, run_id: str, path: str | None = None) -> set[str]:
     for f in c.list_artifacts(run_id, path):
         out |= _artifacts(c, run_id, f.path) if f.is_dir else {f.path}
     return out
+
+
+def test_a_sweep_frees_the_placement_groups_its_ended_trials_left(ray_local):
+    """What a sweep does at its end (ray_compat.remove_job_placement_groups): its job's reserved placement groups
+    go (a leftover one kept a GPU node of an autoscaling cluster from ever going idle); detached ones stay."""
+    import ray
+    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
+
+    from genlab import ray_compat
+
+    left = placement_group([{"CPU": 0.1}])
+    kept = placement_group([{"CPU": 0.1}], lifetime="detached")
+    ray.get([left.ready(), kept.ready()], timeout=60)
+    try:
+        removed = ray_compat.remove_job_placement_groups()
+        assert left.id.hex() in removed and kept.id.hex() not in removed
+        assert placement_group_table(left)["state"] == "REMOVED"
+        assert placement_group_table(kept)["state"] == "CREATED"
+    finally:
+        remove_placement_group(kept)

@@ -91,6 +91,31 @@ def release_autoscaling_request(train_run_id: str, controller_actor_id: str | No
         TrainAutoscalingCoordinatorClient(f"train-{train_run_id}").cancel_resource_request()
 
 
+def remove_job_placement_groups() -> list[str]:
+    """Remove the placement groups this job created that are still reserved; returns their ids.
+
+    Called when a sweep is over, when no trial of it runs any more. A Train controller stopped while its worker
+    group was starting can leave that group's placement group behind (Ray 2.60's cleaner learns of it only once the
+    group has started), and Ray did not always remove it when the job ended either: on an autoscaling cluster the
+    reserved GPU node then never goes idle and is never removed.
+    """
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+    from ray.util.state import list_placement_groups
+
+    job = ray.get_runtime_context().get_job_id()
+    left = [pg for pg in list_placement_groups(filters=[("creator_job_id", "=", job)], detail=True, limit=10_000)
+            if pg.state in ("PENDING", "CREATED", "RESCHEDULING") and not pg.is_detached]
+    removed = []
+    for pg in left:
+        try:
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(pg.placement_group_id)))
+            removed.append(pg.placement_group_id)
+        except Exception:  # already removed meanwhile
+            continue
+    return removed
+
+
 def torch_trainer_class(is_not_retryable: Callable[[BaseException], bool]):
     """A ``TorchTrainer`` subclass whose failure policy does not retry worker errors that retrying cannot fix.
 

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab import config, errors, registry, tracking
+from genlab import config, errors, ray_compat, registry, tracking
 from genlab.config import SpecError, SweepSpec
 from genlab.runners import generative, storage
 
@@ -217,6 +217,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
             )
         results = tuner.fit()
         _release_autoscaling_requests(uri, experiment, spec.name)
+        _remove_leftover_placement_groups()
         summary = _summarize(spec, results, sweep_dir, parent.run_id, _trial_runs(uri, experiment, spec.name))
         _log_summary(parent, summary)
         if summary.interrupted:
@@ -257,6 +258,18 @@ def _release_autoscaling_requests(uri: str, experiment: str, sweep: str) -> None
                          filter_string=f"tags.`{tracking.TAG_SWEEP}` = '{sweep}'", max_results=5000)
     for r in runs:
         generative.release_autoscaling_request(r.data.tags)
+
+
+def _remove_leftover_placement_groups() -> None:
+    """Free what ended trials still reserve (see ``ray_compat.remove_job_placement_groups``), saying so."""
+    try:
+        removed = ray_compat.remove_job_placement_groups()
+    except Exception as e:  # the state API is unreachable: the sweep's results matter more
+        print(f"genlab: could not check for placement groups left by ended trials: {e}", flush=True)
+        return
+    if removed:
+        print(f"genlab: removed {len(removed)} placement group(s) left by ended trials: {', '.join(removed)}",
+              flush=True)
 
 
 def _interrupted(results, spec: SweepSpec) -> bool:
