@@ -480,8 +480,8 @@ def test_vime_drives_the_car_higher_up_the_hill_than_ppo(ray_local):
     highest position within 10 iterations, seeds 0-9: VIME 0.29, 0.17, 0.27, 0.34, 0.11, 0.25, 0.30, 0.14, 0.19,
     0.12; PPO 0.08, 0.08, 0.12, 0.06, 0.02, 0.17, 0.12, 0.45 (the goal, by chance), 0.06, 0.06: VIME higher on 9 of
     10. Asserted on seeds 0-2 (gaps 0.21, 0.08, 0.18 with each method on one thread): VIME higher on at least 2,
-    by >= 0.05 on average. Reaching the goal itself takes longer: first iteration at the goal within 30 iterations, seeds 0-4, VIME 22, 30, 10, 20, 26
-    (5 of 5), PPO -, 24, 16, -, - (2 of 5). Rerun both tables:
+    by >= 0.05 on average. Reaching the goal itself takes longer: first iteration at the goal within 30 iterations,
+    seeds 0-4, VIME 22, 30, 10, 20, 26 (5 of 5), PPO -, 24, 16, -, - (2 of 5). Rerun both tables:
     ``tests/benchmarks/vime_exploration.py --seeds 0,1,2,3,4,5,6,7,8,9 --budget 10`` (and ``--budget 30``).
     """
     import ray
