@@ -218,12 +218,15 @@ def test_file_problems(tmp_path):
 
 
 def test_resources_this_machine_cannot_place_are_rejected():
+    from genlab.preflight import local_resource_problems
+
     spec = config.run_from_dict(with_(RUN, "resources.gpus_per_worker", 1))
-    with pytest.raises(SpecError, match="resources.gpus_per_worker: 1 GPUs asked for, but this machine has none"):
-        config.check_local_resources(spec, cpus_available=2, gpus_available=0)
+    (problem,) = local_resource_problems(spec, cpus_available=2, gpus_available=0)
+    assert problem.startswith("resources.gpus_per_worker: 1 GPUs asked for, but this machine has none")
     spec = config.run_from_dict(with_(RUN, "resources.num_workers", 4))
-    with pytest.raises(SpecError, match="4 workers x 1 CPUs is more than the 2 CPUs here"):
-        config.check_local_resources(spec, cpus_available=2, gpus_available=0)
+    (problem,) = local_resource_problems(spec, cpus_available=2, gpus_available=0)
+    assert "4 workers x 1 CPUs is more than the 2 CPUs here" in problem
+    assert local_resource_problems(config.run_from_dict(RUN), cpus_available=2, gpus_available=0) == []
 
 
 def test_cli_reports_bad_input_before_ray_starts(tmp_path, capsys):

@@ -578,26 +578,3 @@ def _model_in(annotation) -> type[BaseModel] | None:
         if m is not None:
             return m
     return None
-
-
-def check_local_resources(spec: RunSpec, *, cpus_available: float, gpus_available: int) -> None:
-    """Reject a run the local Ray cluster can never place (it would wait forever)."""
-    r = spec.resources
-    problems = []
-    if r.gpus_per_worker > 0 and gpus_available == 0:
-        problems.append(
-            f"resources.gpus_per_worker: {r.gpus_per_worker:g} GPUs asked for, but this machine has none; "
-            "set 0 to train on the CPU, or submit to a cluster with GPUs (RAY_ADDRESS / genlab submit)"
-        )
-    elif r.num_workers * r.gpus_per_worker > gpus_available:
-        problems.append(
-            f"resources: {r.num_workers} workers x {r.gpus_per_worker:g} GPUs is more than the "
-            f"{gpus_available} GPUs here; lower resources.num_workers or resources.gpus_per_worker"
-        )
-    if r.num_workers * r.cpus_per_worker > cpus_available:
-        problems.append(
-            f"resources: {r.num_workers} workers x {r.cpus_per_worker:g} CPUs is more than the "
-            f"{cpus_available:g} CPUs here; lower resources.num_workers or resources.cpus_per_worker"
-        )
-    if problems:
-        raise SpecError("\n".join(problems))

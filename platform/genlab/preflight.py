@@ -139,10 +139,28 @@ def _sweep_problems(spec: SweepSpec, cluster: bool) -> list[str]:
 def _resource_problems(run: RunSpec, num_cpus: float | None) -> list[str]:
     import torch
 
-    try:
-        config.check_local_resources(run, cpus_available=num_cpus or os.cpu_count() or 1,
-                                     gpus_available=torch.cuda.device_count())
-    except SpecError as e:
-        return str(e).splitlines()
-    return []
+    return local_resource_problems(run, cpus_available=num_cpus or os.cpu_count() or 1,
+                                   gpus_available=torch.cuda.device_count())
+
+
+def local_resource_problems(spec: RunSpec, *, cpus_available: float, gpus_available: int) -> list[str]:
+    """Why the local Ray cluster could never place this run (it would wait forever); empty when it can."""
+    r = spec.resources
+    problems = []
+    if r.gpus_per_worker > 0 and gpus_available == 0:
+        problems.append(
+            f"resources.gpus_per_worker: {r.gpus_per_worker:g} GPUs asked for, but this machine has none; "
+            "set 0 to train on the CPU, or submit to a cluster with GPUs (RAY_ADDRESS / genlab submit)"
+        )
+    elif r.num_workers * r.gpus_per_worker > gpus_available:
+        problems.append(
+            f"resources: {r.num_workers} workers x {r.gpus_per_worker:g} GPUs is more than the "
+            f"{gpus_available} GPUs here; lower resources.num_workers or resources.gpus_per_worker"
+        )
+    if r.num_workers * r.cpus_per_worker > cpus_available:
+        problems.append(
+            f"resources: {r.num_workers} workers x {r.cpus_per_worker:g} CPUs is more than the "
+            f"{cpus_available:g} CPUs here; lower resources.num_workers or resources.cpus_per_worker"
+        )
+    return problems
 
