@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, genlab_run
+from conftest import ROOT, genlab_run, genlab_start
 
 from genlab import tracking
 
@@ -28,8 +29,13 @@ def test_expert_then_gail_and_bc_on_cartpole(tmp_path):
 
     common = ["--storage", str(results), "--set", f"demos.path={demos}", "--set", "budget.epochs=2",
               "--set", "budget.eval_every=1"]
-    genlab(tmp_path, "train", str(ROOT / "sweeps/gail/cartpole.yaml"), *common)
-    genlab(tmp_path, "train", str(ROOT / "sweeps/gail/cartpole_bc.yaml"), *common)
+    # GAIL and BC from the same demonstrations, two commands at once (as a user would start both), one store.
+    procs = [genlab_start(tmp_path, "train", str(ROOT / f"sweeps/gail/{spec}.yaml"), *common, "--num-cpus", "2")
+             for spec in ("cartpole", "cartpole_bc")]
+    with ThreadPoolExecutor(2) as pool:  # read both outputs at once: a full pipe would stall the other command
+        outs = list(pool.map(lambda p: p.communicate(timeout=600)[0], procs))
+    for proc, out in zip(procs, outs):
+        assert proc.returncode == 0, out[-3000:]
 
     c = tracking.client(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = c.get_experiment_by_name("genlab")

@@ -100,6 +100,8 @@ def cases(tmp: Path) -> list[tuple[str, str, dict, list[str]]]:
          ["demos.path: demonstrations at", "were recorded on CartPole-v1", "but Acrobot-v1 has"]),
         ("more trajectories than recorded", "train", gail_run(cartpole, **{"demos.num_trajectories": 7}),
          ["demos.num_trajectories: asked for 7 trajectories but", "holds 3"]),
+        ("BC on one CPU", "train --num-cpus 1", gail_run(cartpole, algorithm="bc", ppo=None),
+         ["--num-cpus: 1, but bc needs 2 CPUs in a local Ray", "pass --num-cpus 2 or more"]),
         ("a range's upper end beyond the data", "sweep",
          sweep_over(DIGITS_RUN, "data.labels_per_class", {"int": [5, 1000]}),
          ["search_space.data.labels_per_class: at 1000: data.labels_per_class: 1000 is more than"]),
@@ -149,8 +151,9 @@ def _refused_before_ray_and_mlflow(case, command, raw, expected, tmp_path, monke
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    command, *extra = command.split()  # e.g. "train --num-cpus 1": options of the case's own, given last
     args = [command, str(spec)] + (["--num-cpus", "2", "--storage", str(work / "results")]
-                                   if command in ("train", "sweep") else [])
+                                   if command in ("train", "sweep") else []) + extra
     rc = cli.main(args)
     err = capsys.readouterr().err
     assert rc == 2, err

@@ -8,6 +8,7 @@ from genlab.hparams import Hparams
 
 
 class BCHparams(Hparams):
+    local_cpus = 2  # RLlib reads the demonstrations with Ray Data: a read task and a batch actor of 1 CPU each
     lr: PositiveFloat = 1e-3
     """Adam learning rate of the policy."""
     train_batch_size: PositiveInt = 512

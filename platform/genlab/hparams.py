@@ -19,6 +19,9 @@ class Hparams(BaseModel):
     """Generative methods: whether training uses labels (batches then carry ``x_lab``/``y_lab`` and the spec
     may set ``data.labels_per_class``). Unsupervised methods get no labeled split."""
 
+    local_cpus: ClassVar[int] = 1
+    """CPUs a local Ray needs to run the method at all (checked before Ray starts against ``--num-cpus``)."""
+
     def check_run(self, run) -> list[str]:
         """Problems that involve the rest of the run spec (``run``: a ``genlab.config.RunSpec`` whose other sections
         are already valid), one line each, starting with the field's path; none by default."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import os
 
-from genlab import config
+from genlab import config, registry
 from genlab.config import ExpertSpec, RunSpec, SpecError, SweepSpec
 
 TRAIN_SIZES = {"digits": 1500, "mnist": 60000, "svhn": 73257, "cifar10": 50000, "celeba": 162770}
@@ -139,8 +139,13 @@ def _sweep_problems(spec: SweepSpec, cluster: bool) -> list[str]:
 def _resource_problems(run: RunSpec, num_cpus: float | None) -> list[str]:
     import torch
 
-    return local_resource_problems(run, cpus_available=num_cpus or os.cpu_count() or 1,
-                                   gpus_available=torch.cuda.device_count())
+    cpus = num_cpus or os.cpu_count() or 1
+    problems = local_resource_problems(run, cpus_available=cpus, gpus_available=torch.cuda.device_count())
+    needed = registry.hparams_class(run.algorithm).local_cpus
+    if cpus < needed:
+        problems.append(f"--num-cpus: {cpus:g}, but {run.algorithm} needs {needed} CPUs in a local Ray (with fewer "
+                        f"it waits forever); pass --num-cpus {needed} or more")
+    return problems
 
 
 def local_resource_problems(spec: RunSpec, *, cpus_available: float, gpus_available: int) -> list[str]:
