@@ -22,6 +22,7 @@ import torch
 
 from algorithms.improved_gan.ensemble import ensemble_test_error, load_classifier
 from genlab import config, data
+from genlab.specs import SweepSpec
 
 
 def checkpoints(path: Path) -> list[Path]:
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("checkpoints", nargs="+", type=Path)
     args = parser.parse_args(argv)
     spec = config.load_any(args.spec)
-    run = spec.run if isinstance(spec, config.SweepSpec) else spec
+    run = spec.run if isinstance(spec, SweepSpec) else spec
     ds = data.load(run.data)
     files = [f for p in args.checkpoints for f in checkpoints(p)]
     nets = [load_classifier(f, run.hparams_obj(), ds.info) for f in files]

@@ -13,7 +13,8 @@ from conftest import ROOT
 
 from genlab import config
 from genlab.cli import main
-from genlab.config import SpecError
+from genlab.errors import SpecError
+from genlab.specs import LogUniform, set_path
 
 RUN = {
     "name": "t",
@@ -41,7 +42,7 @@ def write(tmp_path: Path, raw: dict, name: str = "spec.yaml") -> Path:
 
 def with_(base: dict, dotted: str, value) -> dict:
     raw = copy.deepcopy(base)
-    config.set_path(raw, dotted, value)
+    set_path(raw, dotted, value)
     return raw
 
 
@@ -80,7 +81,7 @@ def test_sweep_loads_with_run_file(tmp_path):
     write(tmp_path, RUN, "base.yaml")
     sweep = config.load_sweep(write(tmp_path, {**SWEEP, "run": "base.yaml"}, "sweep.yaml"))
     assert sweep.run.hparams["lr"] == 0.001
-    assert isinstance(sweep.search_space["hparams.lr"], config.LogUniform)
+    assert isinstance(sweep.search_space["hparams.lr"], LogUniform)
 
 
 def test_shipped_specs_are_valid():
@@ -109,17 +110,17 @@ def test_shipped_ppo_settings_are_valid_and_named_by_specs():
 
 
 def test_a_misspelt_ppo_key_is_refused_naming_it(tmp_path):
-    with pytest.raises(config.SpecError, match=r"ppo: unknown key 'lrr'; allowed: hiddens"):
+    with pytest.raises(SpecError, match=r"ppo: unknown key 'lrr'; allowed: hiddens"):
         config.load_run(ROOT / "sweeps/gail/pendulum.yaml", ["ppo.lrr=0.1"])
     (tmp_path / "base.yaml").write_text("gama: 0.9\n")
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({
         "name": "x", "algorithm": "gail", "env": {"id": "Pendulum-v1"}, "demos": {"path": "d"},
         "ppo": {"base": "base.yaml"}}))
-    with pytest.raises(config.SpecError, match=r"ppo.base: .*base.yaml: unknown key 'gama'"):
+    with pytest.raises(SpecError, match=r"ppo.base: .*base.yaml: unknown key 'gama'"):
         config.load_run(tmp_path / "run.yaml")
-    with pytest.raises(config.SpecError, match=r"ppo: bc is not trained with PPO"):
+    with pytest.raises(SpecError, match=r"ppo: bc is not trained with PPO"):
         config.load_run(ROOT / "sweeps/gail/pendulum_bc.yaml", ["ppo.lr=0.1"])
-    with pytest.raises(config.SpecError, match=r"ppo: unknown key 'lrr'"):
+    with pytest.raises(SpecError, match=r"ppo: unknown key 'lrr'"):
         config.load_expert(ROOT / "sweeps/gail/pendulum_expert.yaml", ["ppo.lrr=0.1"])
 
 

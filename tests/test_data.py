@@ -14,7 +14,7 @@ from torchvision import datasets
 
 from genlab import data as gdata
 from genlab.algorithm import DataInfo
-from genlab.config import DataSpec
+from genlab.specs import DataSpec
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from algorithms.iaf_vae.algorithm import IAFVAE
 from algorithms.iaf_vae.config import IAFVAEConfig
 from genlab import config, data, registry, tracking
 from genlab.algorithm import DataInfo
-from genlab.config import SpecError
+from genlab.errors import SpecError
+from genlab.specs import RunSpec
 
 SPECS = ROOT / "sweeps" / "iaf_vae"
 
@@ -373,7 +374,7 @@ def test_sweep_spec_is_valid():
 # ---------------------------------------------------------------------------------------- learning
 
 
-def _trained_on_digits(steps: int | None = None, spec: config.RunSpec | None = None) -> tuple[IAFVAE, data.ImageData]:
+def _trained_on_digits(steps: int | None = None, spec: RunSpec | None = None) -> tuple[IAFVAE, data.ImageData]:
     """Train as the generative runner's worker loop does (same seeding), in this process."""
     spec = spec or config.load_run(SPECS / "digits.yaml")
     ds = data.load(spec.data)

@@ -17,6 +17,7 @@ from algorithms.improved_gan.config import EVAL_METRICS, TRAIN_METRICS, Improved
 from algorithms.improved_gan.nets import MLPDiscriminator
 from genlab import config, data, registry
 from genlab.algorithm import DataInfo
+from genlab.specs import RunSpec
 
 SPECS = ROOT / "sweeps" / "improved_gan"
 K = 10
@@ -237,7 +238,7 @@ def test_run_specs_are_valid(name):
 # -------------------------------------------------------------------------------------- learning
 
 
-def _train_on_digits(spec: config.RunSpec) -> float:
+def _train_on_digits(spec: RunSpec) -> float:
     """The test accuracy after training as the runner does, in this process."""
     algo, ds = train_like_the_runner(lambda hp, ds: ImprovedGAN(hp, ds.info), spec)
     return algo.evaluate(*data.test_set(ds))["eval/test_accuracy"]

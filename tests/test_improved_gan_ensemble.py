@@ -13,6 +13,7 @@ from conftest import ROOT
 from algorithms.improved_gan.algorithm import ImprovedGAN
 from algorithms.improved_gan.ensemble import ensemble_probabilities, ensemble_test_error, load_classifier
 from genlab import config, data
+from genlab.specs import RunSpec
 
 RUN = {"name": "ens", "algorithm": "improved_gan",
        "hparams": {"arch": "mlp", "d_hidden": [32, 16], "g_hidden": [32], "z_dim": 8, "ema_decay": 0.5},
@@ -31,7 +32,7 @@ def _script():
     return module
 
 
-def _train(spec: config.RunSpec, ds, seed: int, steps: int) -> ImprovedGAN:
+def _train(spec: RunSpec, ds, seed: int, steps: int) -> ImprovedGAN:
     torch.manual_seed(seed)
     algo = ImprovedGAN(spec.hparams_obj(), ds.info)
     batches = data.batches(ds, batch_size=50, epoch=1, seed=seed, steps=steps + 1)

@@ -26,6 +26,8 @@ from algorithms.improved_gan.config import ABLATIONS, ImprovedGANConfig
 from algorithms.improved_gan.nets import ConvGenerator, MLPDiscriminator, MLPGenerator
 from genlab import config, registry
 from genlab.algorithm import DataInfo
+from genlab.errors import SpecError
+from genlab.specs import RunSpec, set_path
 
 K = 10
 SPECS = ROOT / "sweeps" / "improved_gan"
@@ -344,12 +346,12 @@ def test_bad_switches_are_refused_naming_the_field():
 def test_score_cadence_must_fit_the_budget(tmp_path):
     base = config.load_run(SPECS / "digits.yaml").model_dump(mode="json")
     base["hparams"].update(sample_scores=["classifier"], score_every=7)
-    with pytest.raises(config.SpecError, match="score_every: 7 does not divide budget.epochs"):
+    with pytest.raises(SpecError, match="score_every: 7 does not divide budget.epochs"):
         config.run_from_dict(base)
     base["hparams"]["score_every"] = 20
     assert config.run_from_dict(base).hparams["score_every"] == 20
     base["hparams"]["score_every"] = 5  # eval_every is 10
-    with pytest.raises(config.SpecError, match="multiple of budget.eval_every"):
+    with pytest.raises(SpecError, match="multiple of budget.eval_every"):
         config.run_from_dict(base)
 
 
@@ -411,7 +413,7 @@ def _with_scores(hparams, ds) -> ImprovedGAN:
     return algo
 
 
-def _train(spec: config.RunSpec) -> dict[str, float]:
+def _train(spec: RunSpec) -> dict[str, float]:
     """The final evaluation after training as the runner does, in this process (sample scores on)."""
     from genlab import data
 
@@ -430,7 +432,7 @@ def sample_quality_pair(seed: int) -> tuple[dict, dict]:
     semi-supervised model); the same networks, data and labels."""
     raw = config.load_sweep(SPECS / "digits_ablation.yaml").run.model_dump(mode="json")
     for item in ["hparams.ablation=full", *SCORED, f"seed={seed}"]:
-        config.set_path(raw, *config.parse_override(item))
+        set_path(raw, *config.parse_override(item))
     full = config.run_from_dict(raw)
     fm = config.load_run(SPECS / "digits.yaml", [*SCORED, f"seed={seed}"])
     return tuple(side_by_side(_train, (full,), (fm,)))

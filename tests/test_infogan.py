@@ -19,6 +19,8 @@ from algorithms.infogan.config import InfoGANConfig
 from genlab import config, data, registry
 from genlab.algorithm import DataInfo
 from genlab.cli import main
+from genlab.errors import SpecError
+from genlab.specs import RunSpec
 
 SPECS = ROOT / "sweeps" / "infogan"
 LEARNING_EPOCHS = 20
@@ -151,10 +153,10 @@ def test_bad_code_specs_are_refused_naming_the_field(tmp_path, capsys, hparams, 
 
 
 def test_conv_nets_refuse_image_sizes_they_cannot_make():
-    with pytest.raises(config.SpecError, match="hparams.arch: color nets need images whose height and width are "
+    with pytest.raises(SpecError, match="hparams.arch: color nets need images whose height and width are "
                                                "multiples of 16.*mnist is 28x28"):
         config.run_from_dict({"algorithm": "infogan", "hparams": {"arch": "color"}, "data": {"name": "mnist"}})
-    with pytest.raises(config.SpecError, match="color nets .* digits is 8x8: use arch mlp, or one of the datasets "
+    with pytest.raises(SpecError, match="color nets .* digits is 8x8: use arch mlp, or one of the datasets "
                                                "svhn, cifar10, celeba"):
         config.run_from_dict({"algorithm": "infogan", "hparams": {"arch": "color"}, "data": {"name": "digits"}})
     config.run_from_dict({"algorithm": "infogan", "hparams": {"arch": "mnist"}, "data": {"name": "digits"}})  # 2x2
@@ -383,7 +385,7 @@ def test_models_are_g_from_its_input_and_q_from_images():
 # -------------------------------------------------------------------------------------------- learning
 
 
-def _train_on_digits(spec: config.RunSpec) -> dict[str, float]:
+def _train_on_digits(spec: RunSpec) -> dict[str, float]:
     """The final evaluation after training as the runner does, in this process (no labels)."""
     algo, ds = train_like_the_runner(lambda hp, ds: InfoGAN(hp, ds.info), spec, labels=False)
     return algo.evaluate(*data.test_set(ds))

@@ -71,7 +71,7 @@ def check_sweep_as_the_ui_shows_it(mlflow_server: str, experiment: str, out: str
     accuracy = next(m["value"] for m in best["data"]["metrics"] if m["key"] == "eval/test_accuracy")
     code = (
         "import mlflow, torch\n"
-        "from genlab import data\nfrom genlab.config import DataSpec\n"
+        "from genlab import data\nfrom genlab.specs import DataSpec\n"
         f"mlflow.set_tracking_uri({mlflow_server!r})\n"
         f"net = mlflow.pytorch.load_model('runs:/{best_id}/classifier')\n"
         "ds = data.load(DataSpec(name='digits', labels_per_class=10))\n"

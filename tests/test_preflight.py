@@ -17,9 +17,11 @@ import yaml
 from conftest import ROOT
 
 from genlab import cli, config
+from genlab.errors import SpecError
 from genlab.rl.demos import DEMOS_FILE, META_FILE, space_to_dict
 from genlab.rl.evaluation import env_spaces
 from genlab.runners import storage
+from genlab.specs import set_path
 
 DIGITS_RUN = {
     "name": "pre", "algorithm": "improved_gan", "hparams": {"d_hidden": [32], "g_hidden": [32]},
@@ -47,7 +49,7 @@ def gail_run(demos: Path, **changes) -> dict:
     raw = {"name": "g", "algorithm": "gail", "env": {"id": "CartPole-v1"}, "demos": {"path": str(demos)},
            "ppo": {"train_batch_size": 1000, "minibatch_size": 500}, "budget": {"epochs": 2}}
     for k, v in changes.items():
-        config.set_path(raw, k, v)
+        set_path(raw, k, v)
     return raw
 
 
@@ -68,7 +70,7 @@ INFOGAN_CELEBA = {"name": "pre-celeba", "algorithm": "infogan", "hparams": {"arc
 def with_(raw: dict, **changes) -> dict:
     raw = yaml.safe_load(yaml.safe_dump(raw))
     for k, v in changes.items():
-        config.set_path(raw, k, v)
+        set_path(raw, k, v)
     return raw
 
 
@@ -188,7 +190,7 @@ def test_shipped_mnist_spec_passes_when_its_files_are_there(tmp_path):
     here = [f"data.root={tmp_path}", "resources.gpus_per_worker=0", "resources.cpus_per_worker=1"]
     spec = config.load_run(ROOT / "sweeps/improved_gan/mnist.yaml", here)
     assert preflight.check(spec, source="mnist.yaml", cluster=False) == []
-    with pytest.raises(config.SpecError, match="labels_per_class: 13 is more than mnist's class 0 has \\(12"):
+    with pytest.raises(SpecError, match="labels_per_class: 13 is more than mnist's class 0 has \\(12"):
         preflight.check(config.load_run(ROOT / "sweeps/improved_gan/mnist.yaml", [*here, "data.labels_per_class=13"]),
                         source="mnist.yaml", cluster=False)
 
@@ -197,13 +199,13 @@ def test_a_name_is_taken_only_by_a_run_with_checkpoints(tmp_path):
     run_dir = tmp_path / "r"
     run_dir.mkdir()  # a run that failed before its first checkpoint leaves its folder behind
     assert storage.check_can_start("run", tmp_path, "r", resume=False) == run_dir
-    with pytest.raises(config.SpecError, match="holds no interrupted run to resume \\(no checkpoint was written\\)"):
+    with pytest.raises(SpecError, match="holds no interrupted run to resume \\(no checkpoint was written\\)"):
         storage.check_can_start("run", tmp_path, "r", resume=True)
     (run_dir / "checkpoint_2026-12-03_10-00-00.000000").mkdir()
-    with pytest.raises(config.SpecError, match="already holds a run with checkpoints named 'r': pass --resume"):
+    with pytest.raises(SpecError, match="already holds a run with checkpoints named 'r': pass --resume"):
         storage.check_can_start("run", tmp_path, "r", resume=False)
     assert storage.check_can_start("run", tmp_path, "r", resume=True) == run_dir
-    with pytest.raises(config.SpecError, match="\\(no such folder\\)"):
+    with pytest.raises(SpecError, match="\\(no such folder\\)"):
         storage.check_can_start("run", tmp_path, "other", resume=True)
 
 

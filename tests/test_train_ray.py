@@ -10,6 +10,7 @@ import torch
 
 from genlab import config, tracking
 from genlab.runners import generative as train
+from genlab.specs import RunSpec, set_path
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +24,11 @@ RUN = {
 }
 
 
-def spec_with(tmp_path: Path, **changes) -> config.RunSpec:
+def spec_with(tmp_path: Path, **changes) -> RunSpec:
     raw = copy.deepcopy(RUN)
     raw["tracking"] = {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "t"}
     for dotted, value in changes.items():
-        config.set_path(raw, dotted, value)
+        set_path(raw, dotted, value)
     return config.run_from_dict(raw)
 
 

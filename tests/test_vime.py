@@ -27,9 +27,11 @@ from algorithms.vime.module import BayesianDynamics
 from algorithms.vime.rllib import VIMEConfig
 from genlab import config as gconfig
 from genlab import ray_compat
+from genlab.errors import SpecError
 from genlab.rl.connectors import ModuleReward
 from genlab.rl.hparams import PPOHparams
 from genlab.rl.ppo import make_ppo_config
+from genlab.specs import set_path
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -251,7 +253,7 @@ def run_spec(**changes) -> dict:
     raw = {"name": "v", "algorithm": "vime", "env": {"id": genlab.envs.SPARSE_MOUNTAIN_CAR},
            "ppo": {"train_batch_size": 1000, "minibatch_size": 250, "num_epochs": 2}, "hparams": {"bnn_updates": 4}}
     for key, value in changes.items():
-        gconfig.set_path(raw, key.replace("__", "."), value)
+        set_path(raw, key.replace("__", "."), value)
     return raw
 
 
@@ -264,7 +266,7 @@ def run_spec(**changes) -> dict:
     ({"hparams__ig_method": "exact"}, r"hparams.ig_method: Input should be 'second_order' or 'explicit'"),
 ])
 def test_spec_refuses_bad_vime_settings_naming_the_field(change, message):
-    with pytest.raises(gconfig.SpecError, match=message):
+    with pytest.raises(SpecError, match=message):
         gconfig.run_from_dict(run_spec(**change))
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from algorithms.bc.config import BCHparams
-from genlab.config import RunSpec
 from genlab.rl.demos import module_space_demos
 from genlab.rl.evaluation import env_spaces
+from genlab.specs import RunSpec
 
 
 def build_config(spec: RunSpec, workdir: Path):

@@ -109,7 +109,7 @@ class IAFVAEConfig(Hparams):
 
     def check_run(self, run) -> list[str]:
         """The resnet model halves the image once in its input convolution and once per later level."""
-        from genlab.config import DATA_SHAPES
+        from genlab.specs import DATA_SHAPES
 
         _, h, w = DATA_SHAPES[run.data.name]
         levels = len(self.res_levels)

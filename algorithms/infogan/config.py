@@ -87,7 +87,7 @@ class InfoGANConfig(Hparams):
 
     def check_run(self, run) -> list[str]:
         """The conv nets halve the image size 2 (mnist) or 4 (color) times in G's upsampling path."""
-        from genlab.config import DATA_SHAPES
+        from genlab.specs import DATA_SHAPES
 
         name = run.data.name
         _, h, w = DATA_SHAPES[name]

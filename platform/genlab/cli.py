@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from genlab import config, errors, jobs, registry, runs_table, tracking
-from genlab.config import SpecError
+from genlab.errors import SpecError
+from genlab.specs import ExpertSpec, RunSpec, SweepSpec
 
 STORAGE_ENV = "GENLAB_STORAGE"
 
@@ -163,7 +164,7 @@ def cmd_train(args) -> int:
     from genlab.runners import storage as run_storage
 
     spec = config.load_any(args.spec, args.overrides)
-    if not isinstance(spec, config.RunSpec):
+    if not isinstance(spec, RunSpec):
         raise SpecError(f"{args.spec} is not a run spec; run it with `genlab {_command_for(spec)} {args.spec}`")
     _preflight(spec, args)
     uri = tracking.resolve_uri(spec.tracking.uri)
@@ -184,7 +185,7 @@ def cmd_sweep(args) -> int:
     from genlab.runners import sweep
 
     spec = config.load_any(args.spec, args.overrides)
-    if not isinstance(spec, config.SweepSpec):
+    if not isinstance(spec, SweepSpec):
         raise SpecError(f"{args.spec} has no search_space; run it with `genlab {_command_for(spec)} {args.spec}`")
     _preflight(spec, args)
     storage = _storage(args.storage, tracking.resolve_uri(spec.run.tracking.uri))
@@ -250,14 +251,14 @@ def cmd_report(args) -> int:
 
 
 def _command_for(spec) -> str:
-    return {config.RunSpec: "train", config.SweepSpec: "sweep", config.ExpertSpec: "expert"}[type(spec)]
+    return {RunSpec: "train", SweepSpec: "sweep", ExpertSpec: "expert"}[type(spec)]
 
 
 def cmd_expert(args) -> int:
     from genlab.runners import rl
 
     spec = config.load_any(args.spec, args.overrides)
-    if not isinstance(spec, config.ExpertSpec):
+    if not isinstance(spec, ExpertSpec):
         raise SpecError(f"{args.spec} is not an expert spec; run it with `genlab {_command_for(spec)} {args.spec}`")
     _preflight(spec, args)
     out = Path(args.storage).resolve() / "experts" / spec.name
@@ -272,7 +273,7 @@ def cmd_expert(args) -> int:
 
 def cmd_submit(args) -> int:
     spec = config.load_any(args.spec, args.overrides)  # bad input fails here, before anything is uploaded
-    if isinstance(spec, config.ExpertSpec):
+    if isinstance(spec, ExpertSpec):
         raise SpecError(f"{args.spec} is an expert spec; genlab submit runs run and sweep specs")
     _preflight(spec, args, cluster=True)
     env = {}

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from genlab.algorithm import DataInfo
-from genlab.config import DATA_SHAPES, UNLABELED_DATASETS, DataSpec
 from genlab.errors import DataError
+from genlab.specs import DATA_SHAPES, UNLABELED_DATASETS, DataSpec
 
 NUM_CLASSES = 10
 

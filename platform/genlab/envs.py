@@ -1,8 +1,8 @@
 """genlab's own gymnasium environments: the sparse-reward tasks of VIME (Houthooft et al. 2016) and dense controls.
 
-Registered with gymnasium when this module is imported, so that spec validation (``genlab.config``) knows the ids
+Registered with gymnasium when this module is imported, so that spec validation (``genlab.specs``) knows the ids
 before Ray starts and every process that makes an env (the driver's env runner, evaluation rollouts) can make them:
-``genlab.config``, ``genlab.rl.ppo`` and ``genlab.rl.evaluation`` import it. Imports gymnasium only; dm_control and
+``genlab.specs``, ``genlab.rl.ppo`` and ``genlab.rl.evaluation`` import it. Imports gymnasium only; dm_control and
 shimmy are imported when a dm_control task is made.
 
 - ``genlab/SparseMountainCar-v0``: gymnasium's continuous MountainCar physics, reward 1 on the step that reaches

@@ -23,7 +23,7 @@ class Hparams(BaseModel):
     """CPUs a local Ray needs to run the method at all (checked before Ray starts against ``--num-cpus``)."""
 
     def check_run(self, run) -> list[str]:
-        """Problems that involve the rest of the run spec (``run``: a ``genlab.config.RunSpec`` whose other sections
+        """Problems that involve the rest of the run spec (``run``: a ``genlab.specs.RunSpec`` whose other sections
         are already valid), one line each, starting with the field's path; none by default."""
         return []
 

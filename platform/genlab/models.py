@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from genlab import config, registry, tracking
+from genlab.specs import RunSpec
 
 
 def model_names(uri: str, run_id: str) -> list[str]:
@@ -22,7 +23,7 @@ def model_names(uri: str, run_id: str) -> list[str]:
             and any(a.path.endswith("/MLmodel") for a in c.list_artifacts(run_id, f.path))]
 
 
-def run_spec(uri: str, run_id: str) -> config.RunSpec:
+def run_spec(uri: str, run_id: str) -> RunSpec:
     """The resolved spec a run trained with (``spec/resolved.yaml``)."""
     with tempfile.TemporaryDirectory() as d:
         path = tracking.client(uri).download_artifacts(run_id, "spec/resolved.yaml", d)

@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from genlab import registry
-from genlab.config import Strict
 from genlab.errors import SpecError
+from genlab.specs import Strict, format_errors
 
 PAPER_FILE = "paper.yaml"
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -105,7 +105,7 @@ def paper_path(method: str) -> Path:
 
 def load(method: str) -> Paper | None:
     """The method's paper.yaml, validated; None when the method has none."""
-    from genlab.config import _format_errors, read_yaml
+    from genlab.config import read_yaml
 
     path = paper_path(method)
     if not path.is_file():
@@ -113,7 +113,7 @@ def load(method: str) -> Paper | None:
     try:
         return Paper.model_validate(read_yaml(path))
     except ValidationError as e:
-        lines = _format_errors(e, model=Paper)
+        lines = format_errors(e, model=Paper)
         raise SpecError(f"{path}: invalid paper file:\n" + "\n".join(f"  {line}" for line in lines)) from None
 
 

@@ -1,6 +1,6 @@
 """Pre-flight: everything about a spec that can be known on the driver, checked before Ray starts.
 
-``genlab.config`` validates a spec's shape (types, ranges, unknown keys, cross-field rules). The pre-flight goes on
+``genlab.specs`` validates a spec's shape (types, ranges, unknown keys, cross-field rules). The pre-flight goes on
 to what the spec refers to on this machine: dataset files under their root, files the method reads
 (``Hparams.check_files``, e.g. pretrained weights), enough labeled images per class,
 a batch that fits a worker's shard, demonstrations present and recorded on the run's env, resources the local
@@ -16,8 +16,9 @@ from __future__ import annotations
 import copy
 import os
 
-from genlab import config, registry
-from genlab.config import ExpertSpec, RunSpec, SpecError, SweepSpec
+from genlab import registry
+from genlab.errors import SpecError
+from genlab.specs import Choice, DataSpec, ExpertSpec, RunSpec, SweepSpec, set_path
 
 TRAIN_SIZES = {"digits": 1500, "mnist": 60000, "svhn": 73257, "cifar10": 50000, "celeba": 162770}
 """Training images of each dataset (digits: genlab's split of scikit-learn's 1797; celeba: the train partition of
@@ -90,7 +91,7 @@ def _data_problems(spec: RunSpec, cluster: bool) -> list[str]:
     return problems
 
 
-def _min_class_count(d: config.DataSpec, cluster: bool) -> tuple[str, int] | None:
+def _min_class_count(d: DataSpec, cluster: bool) -> tuple[str, int] | None:
     """(class, count) of the class with the fewest training images, or None where it cannot be known here."""
     import numpy as np
 
@@ -125,11 +126,11 @@ def _sweep_problems(spec: SweepSpec, cluster: bool) -> list[str]:
     problems = []
     base = spec.run.model_dump(mode="json")
     for path, dim in spec.search_space.items():
-        probes = list(dim.choice) if isinstance(dim, config.Choice) else list(next(iter(dim.model_dump().values())))
+        probes = list(dim.choice) if isinstance(dim, Choice) else list(next(iter(dim.model_dump().values())))
         for value in probes:
             raw = copy.deepcopy(base)
-            config.set_path(raw, path, value)
-            run = config.RunSpec.model_validate(raw)
+            set_path(raw, path, value)
+            run = RunSpec.model_validate(raw)
             problems += [f"search_space.{path}: at {value!r}: {p}" for p in run_problems(run, cluster=cluster)]
             if not cluster:
                 problems += [f"search_space.{path}: at {value!r}: {p}" for p in _resource_problems(run, None)]

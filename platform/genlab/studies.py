@@ -26,7 +26,8 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from genlab import config, papers
-from genlab.config import NAME_PATTERN, RunSpec, SpecError, Strict, TrackingSpec
+from genlab.errors import SpecError
+from genlab.specs import NAME_PATTERN, RunSpec, Strict, TrackingSpec, format_errors, set_path
 
 
 class ArmSpec(Strict):
@@ -112,7 +113,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> StudySpec:
     raw = copy.deepcopy(config.read_yaml(path))
     for item in overrides:
         key, value = config.parse_override(item)
-        config.set_path(raw, key, value)
+        set_path(raw, key, value)
     problems = []
     arms = raw.get("arms")
     if isinstance(arms, list):
@@ -128,7 +129,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> StudySpec:
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as e:
-        lines = config._format_errors(e, model=StudySpec)
+        lines = format_errors(e, model=StudySpec)
     except SpecError as e:
         lines = str(e).splitlines()
     raise SpecError(f"{path}: invalid study spec:\n" + "\n".join(f"  {line}" for line in lines))
@@ -143,6 +144,6 @@ def _arm_run(arm: dict, base_dir: Path, tracking: dict) -> dict[str, Any]:
         raise SpecError("a run spec file or mapping")
     run = config._resolve_ppo_base(copy.deepcopy(run), base_dir)
     for key, value in (arm.pop("set", None) or {}).items():
-        config.set_path(run, key, value)
+        set_path(run, key, value)
     run["tracking"] = {**(run.get("tracking") or {}), **tracking}
     return config.run_from_dict(run, source=f"arm {arm.get('label', '?')}").model_dump(mode="json")

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from genlab import config, data, ray_compat, registry, tracking
-from genlab.config import RunSpec
 from genlab.errors import NonFiniteLoss, not_retryable
+from genlab.specs import RunSpec
 
 STATE_FILE = "state.pt"
 FAIL_ENV = "GENLAB_FAIL_AT_EPOCH"

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genlab import config, errors, ray_compat, registry, tracking
-from genlab.config import SpecError, SweepSpec
+from genlab.errors import SpecError
 from genlab.runners import generative, storage
+from genlab.specs import Choice, IntRange, LogUniform, SweepSpec, Uniform, set_path
 
 TAG_SWEEP_DIR = "genlab.sweep_dir"
 TRIAL_DRIVER_MEMORY = 64 * 1024**2
@@ -84,7 +85,7 @@ def _trial(trial_config: dict, *, base: dict, sweep: str, parent_run_id: str, tr
 
     raw = copy.deepcopy(base)
     for path, value in trial_config.items():
-        config.set_path(raw, path, value)
+        set_path(raw, path, value)
     trial_id = tune.get_context().get_trial_id()
     raw["name"] = f"{sweep}-{trial_id}"
     spec = config.run_from_dict(raw, source=f"trial {trial_id}")
@@ -105,11 +106,11 @@ def _trial_resources(spec: SweepSpec) -> dict:
 def _tune_domain(dim):
     from ray import tune
 
-    if isinstance(dim, config.Uniform):
+    if isinstance(dim, Uniform):
         return tune.uniform(*dim.uniform)
-    if isinstance(dim, config.LogUniform):
+    if isinstance(dim, LogUniform):
         return tune.loguniform(*dim.loguniform)
-    if isinstance(dim, config.IntRange):
+    if isinstance(dim, IntRange):
         return tune.randint(dim.int[0], dim.int[1] + 1)  # randint's upper bound is exclusive
     return tune.choice(dim.choice)
 
@@ -245,7 +246,7 @@ def grid_points(spec: SweepSpec) -> list[dict] | None:
     import itertools
 
     dims = spec.search_space
-    if not all(isinstance(d, config.Choice) for d in dims.values()):
+    if not all(isinstance(d, Choice) for d in dims.values()):
         return None
     return [dict(zip(dims, values)) for values in itertools.product(*(d.choice for d in dims.values()))]
 

@@ -1,0 +1,443 @@
+"""Typed, validated run, sweep and expert specs: the pydantic models every spec section is, and their checks.
+
+Every error names the field, the bad value and what is allowed, and all errors of a spec are reported together in
+one :class:`SpecError` (:func:`format_errors` writes pydantic's errors that way). Turning a YAML file and its
+``--set`` overrides into one of these specs is :mod:`genlab.config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from genlab import registry
+from genlab.errors import SpecError
+from genlab.rl.hparams import PPOHparams
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+DATA_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "svhn": (3, 32, 32), "cifar10": (3, 32, 32),
+               "celeba": (3, 64, 64)}
+"""Image shape (C, H, W) of each dataset, known before any file is read (genlab.data checks it on load)."""
+UNLABELED_DATASETS = frozenset({"celeba"})
+"""Datasets without class labels (their labels read -1): methods that train on labels refuse them."""
+
+
+class Strict(BaseModel):
+    """Base for every spec section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------------- run spec
+
+
+class DataSpec(Strict):
+    name: Literal["digits", "mnist", "svhn", "cifar10", "celeba"] = "digits"
+    """Dataset. `digits` ships with scikit-learn (no network); the others load from `root` (celeba: no labels)."""
+    root: str | None = None
+    """Folder holding the dataset files; default $GENLAB_DATA or ~/.genlab/data."""
+    download: bool = False
+    """Let torchvision download a missing dataset (needs a network)."""
+    labels_per_class: PositiveInt | None = None
+    """Semi-supervised: keep labels for this many training images per class (seeded); None = all."""
+    batch_size: PositiveInt = 100
+    """Unlabeled (and labeled) images per step, per worker."""
+    seed: NonNegativeInt = 0
+    """Seed of the labeled-subset draw and of the digits test split."""
+
+
+class BudgetSpec(Strict):
+    epochs: PositiveInt = 10
+    """Passes over the (per-worker shard of the) training set; metrics are reported every epoch."""
+    steps_per_epoch: PositiveInt | None = None
+    """Cap the steps of one epoch (quick runs on large datasets); None = the whole shard."""
+    eval_every: PositiveInt = 1
+    """Evaluate (test error, sample grid) every this many epochs, and always after the last."""
+    checkpoint_every: PositiveInt = 1
+    """Checkpoint (models, optimizers, EMA, step) every this many epochs, and always after the last."""
+
+    def eval_due(self, epoch: int) -> bool:
+        return epoch % self.eval_every == 0 or epoch == self.epochs
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        return epoch % self.checkpoint_every == 0 or epoch == self.epochs
+
+
+class ResourcesSpec(Strict):
+    num_workers: PositiveInt = 1
+    """Ray Train workers; more than one trains with DistributedDataParallel."""
+    gpus_per_worker: NonNegativeFloat = 0
+    """GPUs per worker (0 = CPU). Needs GPUs in the Ray cluster."""
+    cpus_per_worker: PositiveFloat = 1
+    """CPUs reserved per worker."""
+    max_failures: NonNegativeInt = 1
+    """Restart a failed run this many times from its latest checkpoint."""
+
+
+class TrackingSpec(Strict):
+    uri: str | None = None
+    """MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db."""
+    experiment: str = Field(default="genlab", min_length=1)
+    """MLflow experiment that holds the runs."""
+    system_metrics: bool = True
+    """Record CPU, memory, disk, network and GPU use of the process that trains (rank 0) every 10 s."""
+    log_models: bool = True
+    """Log the trained networks as MLflow models at the end of the run (`mlflow.pytorch.load_model`)."""
+
+
+class EnvSpec(Strict):
+    id: str
+    """Gymnasium environment id, e.g. Pendulum-v1, Hopper-v5 (MuJoCo), or genlab's (genlab.envs)."""
+    num_envs: PositiveInt = 16
+    """Vectorized copies of the env sampled per iteration."""
+
+    @field_validator("id")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        import gymnasium as gym
+
+        import genlab.envs  # noqa: F401  (registers genlab's own env ids)
+
+        if v not in gym.registry:
+            close = [k for k in gym.registry if k.split("-")[0].lower() == v.split("-")[0].lower()]
+            raise ValueError(f"unknown gymnasium env {v!r}" + (f"; did you mean {', '.join(close)}?" if close
+                                                               else "; see gymnasium.registry for the ids"))
+        return v
+
+
+class DemoSpec(Strict):
+    path: str
+    """Folder written by `genlab expert` (demos.parquet + meta.json)."""
+    num_trajectories: PositiveInt | None = None
+    """Use the first k recorded expert trajectories; None = all of them."""
+
+
+class RunSpec(Strict):
+    name: str = Field(default="run", pattern=NAME_PATTERN)
+    """Run name: letters, digits, `_`, `.`, `-`."""
+    algorithm: str
+    """Registered algorithm (see `genlab.registry.names()`)."""
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    """The algorithm's hyperparameters, validated by its own typed class; defaults filled in."""
+    data: DataSpec | None = None
+    """Generative methods: the images (default: digits). RL methods have `env` instead."""
+    env: EnvSpec | None = None
+    """RL methods: the environment."""
+    demos: DemoSpec | None = None
+    """Imitation methods (GAIL, BC): the expert demonstrations."""
+    ppo: PPOHparams | None = None
+    """RL methods built on PPO (GAIL, VIME): the policy step's settings; `base: <file>` names shared ones."""
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    """For RL methods an epoch is one training iteration."""
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    seed: NonNegativeInt = 0
+    """Seed of model initialisation and batch order."""
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, v: str) -> str:
+        if v not in registry.names():
+            raise ValueError(f"unknown algorithm {v!r}; registered: {', '.join(registry.names())}")
+        return v
+
+    @field_validator("hparams")
+    @classmethod
+    def _validate_hparams(cls, value: dict, info: ValidationInfo) -> dict:
+        algorithm = info.data.get("algorithm")
+        if algorithm is None:
+            return value  # the algorithm field has its own error
+        model = registry.hparams_class(algorithm)
+        try:
+            resolved = model.model_validate(value)
+        except ValidationError as e:
+            raise SpecError("\n".join(format_errors(e, model=model))) from None
+        # Keep the resolved hparams (defaults filled in) as plain data: it travels to Ray workers.
+        return resolved.model_dump(mode="json")
+
+    @model_validator(mode="after")
+    def _sections_fit_the_kind(self) -> RunSpec:
+        entry = registry.entry(self.algorithm)
+        problems = []
+        if self.ppo is not None and not entry.uses_ppo:
+            problems.append(f"ppo: {self.algorithm} is not trained with PPO; remove the ppo section")
+        elif self.ppo is None and entry.uses_ppo:
+            object.__setattr__(self, "ppo", PPOHparams())
+        if entry.kind == "generative":
+            if self.env is not None or self.demos is not None:
+                problems.append(f"env: {self.algorithm} trains on images (data:), not an environment; remove env/demos")
+            if self.data is None:
+                object.__setattr__(self, "data", DataSpec())
+            if self.data.labels_per_class is not None and not registry.uses_labels(self.algorithm):
+                problems.append(f"data.labels_per_class: {self.algorithm} is unsupervised and uses no labels; "
+                                "remove labels_per_class")
+            if self.data.name in UNLABELED_DATASETS and registry.uses_labels(self.algorithm):
+                labeled = ", ".join(n for n in DATA_SHAPES if n not in UNLABELED_DATASETS)
+                problems.append(f"data.name: {self.data.name} has no class labels, but {self.algorithm} trains on "
+                                f"labels; choose one of {labeled}")
+        else:
+            if self.data is not None:
+                problems.append(f"data: {self.algorithm} is an RL method; it takes env: (and demos:), not data:")
+            if self.env is None:
+                problems.append(f"env: {self.algorithm} needs an environment, e.g. env: {{id: Pendulum-v1}}")
+            if entry.needs_demos and self.demos is None:
+                problems.append(f"demos: {self.algorithm} imitates an expert; set demos: {{path: <folder written "
+                                "by genlab expert>}}")
+        if not problems:
+            problems = self.hparams_obj().check_run(self)
+        if problems:
+            raise SpecError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _budget_consistent(self) -> RunSpec:
+        if self.budget.eval_every > self.budget.epochs:
+            raise SpecError(
+                f"budget.eval_every: {self.budget.eval_every} is more than budget.epochs={self.budget.epochs}; "
+                "set it to at most the number of epochs"
+            )
+        return self
+
+    def hparams_obj(self) -> BaseModel:
+        """The hyperparameters as the algorithm's own typed object."""
+        return registry.hparams_class(self.algorithm).model_validate(self.hparams)
+
+
+class ExpertSpec(Strict):
+    """`genlab expert`: train a PPO expert to a target return, then record its demonstrations."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    """Expert name; demonstrations go to <storage>/experts/<name>/."""
+    env: EnvSpec
+    target_return: float
+    """Stop training once the greedy policy's mean return reaches this."""
+    max_iterations: PositiveInt = 200
+    """Training budget (PPO iterations) if the target is not reached."""
+    num_trajectories: PositiveInt = 25
+    """Expert trajectories to record (runs then use the first `demos.num_trajectories`)."""
+    ppo: PPOHparams = Field(default_factory=PPOHparams)
+    """The expert's PPO settings; `base: <file>` names shared ones (sweeps/ppo/*.yaml)."""
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    seed: NonNegativeInt = 0
+
+
+# --------------------------------------------------------------------------------------- sweep spec
+
+
+class Uniform(Strict):
+    uniform: tuple[float, float]
+    """[low, high]"""
+
+
+class LogUniform(Strict):
+    loguniform: tuple[PositiveFloat, PositiveFloat]
+    """[low, high], both > 0"""
+
+
+class IntRange(Strict):
+    int: tuple[int, int]
+    """[low, high], inclusive"""
+
+
+class Choice(Strict):
+    choice: list[Any] = Field(min_length=1)
+    """the values to try"""
+
+
+SearchDim = Uniform | LogUniform | IntRange | Choice
+DIMENSIONS: dict[str, type[BaseModel]] = {"uniform": Uniform, "loguniform": LogUniform, "int": IntRange,
+                                          "choice": Choice}
+
+
+class SchedulerSpec(Strict):
+    type: Literal["asha", "fifo"] = "asha"
+    """`asha` stops poor trials early (epochs are its time unit); `fifo` runs every trial to the end."""
+    grace_period: PositiveInt = 1
+    """ASHA: epochs every trial runs before it can be stopped."""
+    reduction_factor: float = Field(default=2.0, gt=1)
+    """ASHA: keep 1/reduction_factor of the trials at each rung."""
+
+
+class SweepSpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    """Sweep name: results go to <storage>/<name>, MLflow parent run has this name."""
+    run: RunSpec
+    """The base run that each trial modifies."""
+    search_space: dict[str, SearchDim] = Field(min_length=1)
+    """Dotted path into the run spec (e.g. `hparams.lr`) -> {uniform|loguniform|int: [lo, hi]} or {choice: [...]}."""
+    metric: str
+    """Metric to optimise, as reported by the algorithm (e.g. `eval/test_error`)."""
+    mode: Literal["min", "max"]
+    num_samples: PositiveInt = 4
+    """Number of trials."""
+    max_concurrent: PositiveInt = 2
+    """Trials running at once (each also needs its run's resources)."""
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    search: Literal["tpe", "random"] = "tpe"
+    """How trials are proposed: Optuna's TPE (learns from finished trials) or plain random sampling (the baseline)."""
+    seed: NonNegativeInt = 0
+    """Seed of the sampler (TPE or random)."""
+
+    @field_validator("search_space", mode="before")
+    @classmethod
+    def _dimensions(cls, value):
+        """Pick each dimension's class by its one key, so errors speak of that kind only."""
+        if not isinstance(value, dict):
+            return value
+        out, errors = {}, []
+        for path, dim in value.items():
+            if not (isinstance(dim, dict) and len(dim) == 1 and next(iter(dim)) in DIMENSIONS):
+                errors.append(f"{path}: expected one of {{uniform: [low, high]}}, {{loguniform: [low, high]}}, "
+                              f"{{int: [low, high]}}, {{choice: [a, b, ...]}} (got {dim!r})")
+                continue
+            try:
+                out[path] = DIMENSIONS[next(iter(dim))].model_validate(dim)
+            except ValidationError as e:
+                errors += [f"{path}.{line}" for line in format_errors(e)]
+        if errors:
+            raise SpecError("\n".join(errors))
+        return out
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        errors = []
+        for path, dim in self.search_space.items():
+            errors += _check_dim(path, dim, self.run)
+        metrics = registry.metrics(self.run.algorithm)
+        if self.metric not in metrics:
+            errors.append(
+                f"metric: {self.metric!r} is not reported by {self.run.algorithm}; choose one of: "
+                + ", ".join(metrics)
+            )
+        if self.metric.startswith("eval/") and self.run.budget.eval_every != 1:
+            errors.append(
+                f"run.budget.eval_every: {self.run.budget.eval_every}, but the sweep compares trials by "
+                f"{self.metric} after every epoch; set run.budget.eval_every: 1"
+            )
+        if self.scheduler.type == "asha" and self.scheduler.grace_period > self.run.budget.epochs:
+            errors.append(
+                f"scheduler.grace_period: {self.scheduler.grace_period} is more than run.budget.epochs="
+                f"{self.run.budget.epochs}; every trial would end before ASHA could compare them"
+            )
+        if errors:
+            raise SpecError("\n".join(errors))
+        return self
+
+
+def _check_dim(path: str, dim: Any, run: RunSpec) -> list[str]:
+    where = f"search_space.{path}"
+    if isinstance(dim, (Uniform, LogUniform, IntRange)):
+        lo, hi = next(iter(dim.model_dump().values()))
+        if not lo < hi:
+            return [f"{where}: low must be below high (got [{lo}, {hi}])"]
+        probes = [lo, hi]
+    else:
+        probes = list(dim.choice)
+    if path.split(".")[0] in ("name", "tracking"):
+        return [f"{where}: {path.split('.')[0]} cannot be swept"]
+    raw = run.model_dump(mode="json")
+    for value in probes:
+        try:
+            set_path(raw, path, value)
+        except KeyError as e:
+            return [f"{where}: {e.args[0]}"]
+        try:
+            RunSpec.model_validate(raw)
+        except (ValidationError, SpecError) as e:
+            msgs = format_errors(e, model=RunSpec) if isinstance(e, ValidationError) else str(e).splitlines()
+            return [f"{where}: value {value!r} is not a valid run ({'; '.join(msgs)})"]
+    return []
+
+
+# ------------------------------------------------------------------ setting a value; error messages
+
+
+def set_path(raw: dict, dotted: str, value: Any) -> None:
+    """Set ``raw[a][b][c] = value`` for ``dotted='a.b.c'``; the parent mappings must exist or be creatable."""
+    keys = dotted.split(".")
+    node = raw
+    for i, k in enumerate(keys[:-1]):
+        if k not in node or node[k] is None:
+            node[k] = {}
+        if not isinstance(node[k], dict):
+            raise KeyError(f"{'.'.join(keys[: i + 1])} is a value, not a section; cannot set {dotted}")
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def format_errors(e: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> list[str]:
+    """Pydantic's errors as ``field: message (got value)`` lines; ``model`` lists the allowed keys of an unknown one."""
+    out = []
+    for err in e.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
+        etype, msg = err["type"], err["msg"]
+        if etype == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            msg = f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+            field = ".".join(([prefix] if prefix else []) + loc[:-1]) or "(top level)"
+            out.append(f"{field}: {msg}")
+            continue
+        if etype == "value_error":
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, SpecError):  # our model-level checks: lines already start with their field
+                base = ".".join(([prefix] if prefix else []) + loc)
+                out += [_under(base, line) for line in str(cause).splitlines()]
+                continue
+            msg = msg.removeprefix("Value error, ")
+        if etype == "assertion_error":
+            msg = msg.removeprefix("Assertion failed, ")
+        got = err.get("input")
+        if etype not in ("missing", "extra_forbidden") and not isinstance(got, (dict, BaseModel)):
+            msg += f" (got {got!r})"
+        out.append(f"{field}: {msg}")
+    return out
+
+
+def _under(base: str, line: str) -> str:
+    """Put an error line of a nested section under that section's path."""
+    if not base:
+        return line
+    top = "(top level)"
+    return base + line[len(top):] if line.startswith(top) else f"{base}.{line}"
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: list[str]) -> list[str]:
+    """The field names at ``loc`` inside ``model`` (for 'unknown key' messages)."""
+    node: Any = model
+    for part in loc:
+        if node is None or not (isinstance(node, type) and issubclass(node, BaseModel)):
+            return []
+        field = node.model_fields.get(part)
+        if field is None:
+            if part == "hparams":
+                return []
+            node = None
+            continue
+        node = _model_in(field.annotation)
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    return []
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        m = _model_in(arg)
+        if m is not None:
+            return m
+    return None
