@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pydantic import ValidationError
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core import DEFAULT_MODULE_ID, Columns
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
@@ -323,6 +324,40 @@ def test_replay_draws_ds_policy_half_from_the_last_iterations_batches():
     # Per update: the rewards of the batch (one call on all its rows), then 2 D steps on 32 replayed policy pairs
     # (the expert pairs are scored through module.net; the minibatch's own 50 rows are scored by forward_train).
     assert sizes == [len(episodes) + steps, 50, 32, 50, 32] * 3
+
+
+@pytest.mark.parametrize("decay", [False, True])
+def test_disc_lr_follows_the_policys_decay_scaled_to_disc_lr(decay: bool):
+    config = tiny_config(lr=[[0, 1e-3], [400, 0.0]], disc_lr=1e-2, disc_lr_decay=decay, disc_steps=2)
+    learner, episodes = learner_and_episodes(config, n_steps=200)
+    learner.update(episodes=copy.deepcopy(episodes), timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 200},
+                   num_epochs=2, minibatch_size=50)
+    policy_lr = learner.get_optimizer(DEFAULT_MODULE_ID).param_groups[0]["lr"]
+    disc_lr = learner.get_optimizer(DISC_ID).param_groups[0]["lr"]
+    assert policy_lr == pytest.approx(5e-4)  # halfway down its schedule
+    assert disc_lr == pytest.approx(5e-3 if decay else 1e-2)
+
+
+def test_accuracy_gate_skips_ds_steps_while_it_tells_expert_from_policy():
+    """With ``disc_max_acc`` D stops stepping once it separates the pairs better than that (the random policy is
+    easy to tell from the balancing expert); without the gate it takes every step of its budget."""
+    steps = {}
+    for max_acc in (1.0, 0.7):
+        learner, episodes = learner_and_episodes(
+            tiny_config(disc_steps=4, disc_lr=1e-2, disc_max_acc=max_acc), n_steps=200)
+        for update in range(1, 9):
+            result = learner.update(episodes=copy.deepcopy(episodes),
+                                    timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 200 * update},
+                                    num_epochs=2, minibatch_size=50)
+        steps[max_acc] = max(adam_steps(learner, DISC_ID))
+    assert steps[1.0] == 32
+    assert 0 < steps[0.7] < 32
+    assert result[DISC_ID]["gate_acc"] > 0.7  # the last check was skipped: D was still accurate enough
+
+
+def test_accuracy_gate_must_lie_between_chance_and_one():
+    with pytest.raises(ValidationError, match="disc_max_acc"):
+        GAILHparams(disc_max_acc=0.5)
 
 
 # ------------------------------------------------------------------------------------------- expert data

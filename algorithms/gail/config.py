@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from genlab.hparams import Hparams
 from genlab.rl.hparams import PPO_METRICS
@@ -27,10 +27,16 @@ class GAILHparams(Hparams):
     metrics: ClassVar[tuple[str, ...]] = (
         f"{DISC_ID}/loss", f"{DISC_ID}/expert_acc", f"{DISC_ID}/policy_acc", f"{DISC_ID}/expert_prob",
         f"{DISC_ID}/policy_prob", f"{DISC_ID}/reward_mean", f"{DISC_ID}/raw_reward_mean",
-        f"{DISC_ID}/grad_penalty") + PPO_METRICS
+        f"{DISC_ID}/grad_penalty", f"{DISC_ID}/gate_acc") + PPO_METRICS
 
     disc_lr: PositiveFloat = 3e-4
     """Adam learning rate of the discriminator D."""
+    disc_lr_decay: bool = False
+    """D's lr follows the policy's schedule (with ``ppo.lr_decay``: linearly to 0 over the budget), scaled to start
+    at disc_lr; keeps D from outpacing a policy whose steps shrink. Off: D's lr stays at disc_lr."""
+    disc_max_acc: float = Field(1.0, gt=0.5, le=1.0)
+    """Accuracy gate: before each of its steps D classifies a fresh draw of expert and policy pairs; while its mean
+    accuracy (of the two halves) is above this, the step is skipped. 1.0 = never skip."""
     disc_steps: PositiveInt = 4
     """D gradient steps per training iteration (taken on the first PPO minibatches of the iteration)."""
     disc_hiddens: list[PositiveInt] = [100, 100]

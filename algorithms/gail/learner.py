@@ -38,7 +38,24 @@ class GAILLearner(AuxiliaryModules, PPOTorchLearner):
 
     def aux_modules(self) -> dict[str, AuxBudget]:
         c = self.config
-        return {DISC_ID: AuxBudget(lr=c.disc_lr, steps_per_iteration=0 if c.freeze_discriminator else c.disc_steps)}
+        lr = c.disc_lr
+        if c.disc_lr_decay and isinstance(c.lr, list):  # the policy's piecewise-linear schedule, scaled to disc_lr
+            lr = [[t, c.disc_lr * value / c.lr[0][1]] for t, value in c.lr]
+        return {DISC_ID: AuxBudget(lr=lr, steps_per_iteration=0 if c.freeze_discriminator else c.disc_steps)}
+
+    def aux_step_wanted(self, module_id: str) -> bool:
+        """The accuracy gate (``disc_max_acc``): D skips a step while it tells a fresh draw of expert pairs and of
+        this iteration's policy pairs apart better than that."""
+        if self.config.disc_max_acc >= 1.0:
+            return True
+        n = self.config.disc_minibatch_size
+        disc = self.module[DISC_ID].unwrapped()
+        with torch.no_grad():
+            expert_logits = disc.logits(*self.sample_expert(n))
+            policy_logits = disc.logits(*self.sample_policy(n))
+        acc = 0.5 * ((expert_logits > 0).float().mean() + (policy_logits < 0).float().mean()).item()
+        self.metrics.log_value((DISC_ID, "gate_acc"), acc, window=1)
+        return acc <= self.config.disc_max_acc
 
     def load_expert(self) -> tuple[np.ndarray, np.ndarray]:
         """The expert's (obs, actions) from ``config.demos_path`` (its first ``num_trajectories`` episodes)."""
@@ -69,7 +86,8 @@ class GAILLearner(AuxiliaryModules, PPOTorchLearner):
         return self.expert_obs[idx], self.expert_actions[idx]
 
     def sample_policy(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n policy (obs, action) pairs drawn uniformly from the last ``disc_replay`` iterations' batches."""
+        """n policy (obs, action) pairs drawn uniformly from the last ``disc_replay`` iterations' batches (this
+        iteration's with ``disc_replay`` 0)."""
         obs = torch.cat([o for o, _ in self.policy_replay])
         actions = torch.cat([a for _, a in self.policy_replay])
         idx = torch.randint(len(obs), (n,), device=obs.device)
@@ -115,8 +133,7 @@ class GAILLearner(AuxiliaryModules, PPOTorchLearner):
         c = self.config
         if c.disc_input_norm == "running":
             disc.update_policy_stats(obs[valid], actions[valid])
-        if c.disc_replay:
-            self.policy_replay.append((obs[valid], actions[valid]))
+        self.policy_replay.append((obs[valid], actions[valid]))
         reward = objective.gail_reward(disc.logits(obs, actions), c.reward)
         if c.reward_norm == "none":
             return reward

@@ -27,8 +27,8 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 
 @dataclass(frozen=True)
 class AuxBudget:
-    lr: float
-    """Adam learning rate of the module."""
+    lr: float | list[list[float]]
+    """Adam learning rate of the module, or a piecewise-linear schedule over env steps ``[[steps, lr], ...]``."""
     steps_per_iteration: int
     """Gradient steps per training iteration (on the first minibatches of PPO's update); 0 = frozen."""
 
@@ -43,6 +43,11 @@ class AuxiliaryModules:
                  fwd_out: dict[str, Any]) -> torch.Tensor:
         """The auxiliary module's loss on its part of this minibatch (log its metrics on ``self.metrics``)."""
         raise NotImplementedError
+
+    def aux_step_wanted(self, module_id: str) -> bool:
+        """Whether the module takes its next step of the iteration (a skipped step still counts against the
+        budget). Default: always."""
+        return True
 
     # --- RLlib hooks -----------------------------------------------------------------------------
     def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
@@ -71,11 +76,13 @@ class AuxiliaryModules:
             batch.pop(mid, None)
             if data is None or taken >= budget.steps_per_iteration:
                 continue
+            self.aux_steps_taken[mid] = taken + 1
+            if not self.aux_step_wanted(mid):
+                continue
             n = len(data[Columns.OBS])
             size = min(n, len(batch[DEFAULT_MODULE_ID][Columns.OBS]))
             idx = torch.randperm(n, device=data[Columns.OBS].device)[:size]
             batch[mid] = {k: v[idx] for k, v in data.items()}
-            self.aux_steps_taken[mid] = taken + 1
         return super()._update(batch)
 
     def compute_losses(self, *, fwd_out: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
