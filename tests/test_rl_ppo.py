@@ -65,7 +65,13 @@ def test_grad_clip_reaches_rllibs_config():
     assert make_ppo_config("Pendulum-v1").grad_clip is None
 
 
-@pytest.mark.parametrize("bad", [{"policy_init_scale": 0}, {"grad_clip": -1.0}])
+def test_kl_penalty_settings_reach_rllibs_config():
+    config = make_ppo_config("Pendulum-v1", PPOHparams(use_kl_loss=True, kl_coeff=0.3, kl_target=0.005))
+    assert (config.use_kl_loss, config.kl_coeff, config.kl_target) == (True, 0.3, 0.005)
+    assert make_ppo_config("Pendulum-v1").use_kl_loss is False  # off unless asked (RLlib's own default is on)
+
+
+@pytest.mark.parametrize("bad", [{"policy_init_scale": 0}, {"grad_clip": -1.0}, {"kl_target": 0}])
 def test_bad_init_settings_are_rejected(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         PPOHparams(**bad)

@@ -50,7 +50,12 @@ class PPOHparams(BaseModel):
     vf_loss_coeff: NonNegativeFloat = 1.0
     """Weight of the value loss."""
     use_kl_loss: bool = False
-    """Add RLlib's adaptive KL penalty on top of the clipped objective."""
+    """Add RLlib's adaptive KL penalty kl_coeff·KL(old‖new) on top of the clipped objective."""
+    kl_coeff: NonNegativeFloat = 0.2
+    """Initial weight of the KL penalty (with use_kl_loss); RLlib multiplies it by 1.5 after an iteration whose mean
+    KL is above 2·kl_target and halves it after one below kl_target/2."""
+    kl_target: PositiveFloat = 0.01
+    """The mean KL per iteration the penalty's weight adapts toward (with use_kl_loss)."""
     grad_clip: PositiveFloat | None = None
     """Clip the gradient's global norm to this (SB3's PPO: 0.5); None = no clipping (RLlib's default)."""
     policy_init_scale: PositiveFloat = 1.0

@@ -90,6 +90,8 @@ def make_ppo_config(env_id: str, ppo: PPOHparams | None = None, *, num_envs: int
             vf_clip_param=float("inf") if ppo.vf_clip_param is None else ppo.vf_clip_param,
             vf_loss_coeff=ppo.vf_loss_coeff,
             use_kl_loss=ppo.use_kl_loss,
+            kl_coeff=ppo.kl_coeff,
+            kl_target=ppo.kl_target,
             grad_clip=ppo.grad_clip,
             grad_clip_by="global_norm",
         )
