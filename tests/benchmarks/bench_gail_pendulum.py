@@ -8,6 +8,7 @@ It prints, per seed, the env steps, wall seconds and process CPU seconds (all th
 time to other processes on a shared machine) from the start (building the algorithm included) to the first
 evaluation at or above ``--threshold``, and whether every later evaluation stayed at or above it to the end of the
 budget; then the medians. ``--runs GAIL PPO`` adds PPO on the true reward with the same settings, for reference.
+bench_imitation_pendulum.py prints the same for the peer, `imitation`, from the same ``--experts`` folder.
 
     .venv/bin/python tests/benchmarks/bench_gail_pendulum.py [--seeds 0 1 2] [--budget-steps 150000]
         [--experts /tmp/genlab-pendulum-experts] [--set hparams.disc_steps=8 --set ppo.minibatch_size=64 ...]
