@@ -9,7 +9,7 @@ Bounded by iterations, not time: the expert trains at most 40 PPO iterations (it
 (sweeps/gail/pendulum.yaml) with a constant policy lr (the spec decays it over its 150k-step budget), evaluated
 every EVAL_EVERY iterations; each run's best evaluation is compared (a single one at the end could fall on one of
 the dips GAIL's score takes once at the expert). With these settings on seed 0 the score first reached 0.9 after
-9-10 iterations (tests/benchmarks/bench_gail_pendulum.py).
+10-11 iterations (tests/benchmarks/bench_gail_pendulum.py).
 """
 
 from __future__ import annotations
