@@ -248,3 +248,16 @@ def test_validate_prints_the_resolved_spec(tmp_path, capsys):
     assert main(["validate", str(write(tmp_path, RUN)), "--set", "hparams.lr=0.01"]) == 0
     out = yaml.safe_load(capsys.readouterr().out)
     assert out["hparams"]["lr"] == 0.01 and out["hparams"]["ema_decay"] == 0.999
+
+
+def test_trials_get_absolute_local_paths(tmp_path, monkeypatch):
+    """A Tune trial runs in a folder of its own: sweeps and studies hand it demos.path and data.root made absolute
+    against the directory the user ran genlab in (where the pre-flight found them)."""
+    monkeypatch.chdir(tmp_path)
+    gail = config.run_from_dict({"algorithm": "gail", "env": {"id": "Pendulum-v1"},
+                                 "demos": {"path": "results/experts/pendulum"}})
+    assert gail.with_absolute_paths().demos.path == str(tmp_path / "results/experts/pendulum")
+    assert gail.demos.path == "results/experts/pendulum"  # a copy: the spec itself is unchanged
+    gan = config.run_from_dict({"algorithm": "improved_gan", "data": {"name": "mnist", "root": "data"}})
+    assert gan.with_absolute_paths().data.root == str(tmp_path / "data")
+    assert config.run_from_dict({"algorithm": "improved_gan"}).with_absolute_paths().data.root is None

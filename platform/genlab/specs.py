@@ -7,6 +7,7 @@ one :class:`SpecError` (:func:`format_errors` writes pydantic's errors that way)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -214,6 +215,17 @@ class RunSpec(Strict):
     def hparams_obj(self) -> BaseModel:
         """The hyperparameters as the algorithm's own typed object."""
         return registry.hparams_class(self.algorithm).model_validate(self.hparams)
+
+    def with_absolute_paths(self) -> RunSpec:
+        """A copy whose local paths (``demos.path``, ``data.root``) are absolute, resolved against the current
+        directory as the pre-flight checked them: a Tune trial runs in a folder of its own, where a relative path
+        would name nothing."""
+        spec = self.model_copy(deep=True)
+        if spec.demos is not None:
+            spec.demos.path = str(Path(spec.demos.path).expanduser().resolve())
+        if spec.data is not None and spec.data.root is not None:
+            spec.data.root = str(Path(spec.data.root).expanduser().resolve())
+        return spec
 
 
 class ExpertSpec(Strict):

@@ -74,7 +74,8 @@ def run(spec: StudySpec, *, storage_path: str | Path = "results", resume: bool =
     study_dir = storage.check_can_start("study", Path(storage_path), spec.name, resume)
     uri = tracking.resolve_uri(spec.tracking.uri)
     experiment = spec.tracking.experiment
-    arms = {a.label: {"run": {**a.run.model_dump(mode="json"), "tracking": {"uri": uri, "experiment": experiment}},
+    arms = {a.label: {"run": {**a.run.with_absolute_paths().model_dump(mode="json"),  # trials run in folders of
+                              "tracking": {"uri": uri, "experiment": experiment}},           # their own
                       "claims": a.claims} for a in spec.arms}
     with tracking.run_scope(uri, experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_KIND: "study", TAG_STUDY: spec.name, TAG_STUDY_DIR: str(study_dir)},

@@ -187,7 +187,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
     with tracking.run_scope(uri, experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_KIND: "sweep", TAG_SWEEP_DIR: str(sweep_dir)},
                             resume_tag=(TAG_SWEEP_DIR, str(sweep_dir)) if resume else None) as parent:
-        base = spec.run.model_dump(mode="json")
+        base = spec.run.with_absolute_paths().model_dump(mode="json")  # trials run in folders of their own
         base["tracking"]["uri"] = uri  # trials run in their own working dirs: pass the resolved store
         trainable = tune.with_resources(
             tune.with_parameters(_trial, base=base, sweep=spec.name, parent_run_id=parent.run_id,
