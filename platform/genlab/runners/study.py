@@ -12,7 +12,7 @@ from pathlib import Path
 
 from genlab import config, errors, registry, tracking
 from genlab.runners import storage
-from genlab.runners.sweep import TRIAL_DRIVER_MEMORY, _close_trial_runs
+from genlab.runners.sweep import _close_trial_runs, trial_resources
 from genlab.studies import StudySpec
 
 TAG_STUDY = "genlab.study"
@@ -53,14 +53,11 @@ def _trial(trial_config: dict, *, arms: dict, study: str, parent_run_id: str, tr
 
 
 def _resources(arms: dict):
-    """A trial's resources by its arm: an RL run holds its CPUs in the trial; a generative trial's driver holds none
-    (its Ray Train workers do), as in sweeps."""
+    """A trial's resources by its arm, as in sweeps (``genlab.runners.sweep.trial_resources``)."""
 
     def resources(trial_config: dict) -> dict:
         run = arms[trial_config["arm"]]["run"]
-        if registry.entry(run["algorithm"]).kind == "rl":
-            return {"cpu": run["resources"]["cpus_per_worker"]}
-        return {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
+        return trial_resources(run["algorithm"], run["resources"]["cpus_per_worker"])
 
     return resources
 

@@ -94,12 +94,19 @@ def _trial(trial_config: dict, *, base: dict, sweep: str, parent_run_id: str, tr
                                     mlflow_tags=tags)
 
 
-def _trial_resources(spec: SweepSpec) -> dict:
-    if registry.entry(spec.run.algorithm).kind == "rl":
-        return {"cpu": spec.run.resources.cpus_per_worker}  # the RLlib algorithm runs in the trial itself
-    # A generative trial's driver only waits on its Ray Train workers, which hold the real resources. It asks for
-    # no CPU (a fraction would leave 0.98 of 2 CPUs, too little for the second 1-CPU worker), and a little memory
-    # because Tune refuses an empty resource request.
+def trial_resources(algorithm: str, cpus_per_worker: float) -> dict:
+    """What a Tune trial of a run of ``algorithm`` holds (sweeps and studies alike).
+
+    An RLlib algorithm runs in the trial itself and holds its CPUs. One that needs more than one CPU of the local
+    Ray (``Hparams.local_cpus``: BC, whose demonstrations Ray Data reads with a task and a batch actor of a CPU
+    each) holds none: those tasks take the cluster's CPUs as they run, as under `genlab train`, and behind a CPU
+    held by the trial they would wait forever on 2 CPUs. A generative trial's driver only waits on its Ray Train
+    workers, which hold the real resources. A trial that holds no CPU asks for no fraction of one either (0.02 of
+    2 CPUs would leave too little for a second 1-CPU worker), and for a little memory because Tune refuses an empty
+    resource request.
+    """
+    if registry.entry(algorithm).kind == "rl" and registry.hparams_class(algorithm).local_cpus <= 1:
+        return {"cpu": cpus_per_worker}
     return {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
 
 
@@ -192,7 +199,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
         trainable = tune.with_resources(
             tune.with_parameters(_trial, base=base, sweep=spec.name, parent_run_id=parent.run_id,
                                  train_storage=str(sweep_dir / "train")),
-            _trial_resources(spec),
+            trial_resources(spec.run.algorithm, spec.run.resources.cpus_per_worker),
         )
         epochs = spec.run.budget.epochs
         s = spec.scheduler
