@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from reach_and_hold import print_table, summarize  # tests/benchmarks/, beside this file
 
 import genlab
 
@@ -87,17 +88,6 @@ def run_seed(spec_path: Path, seed: int, demos: Path, budget_steps: int, overrid
     return curve
 
 
-def summarize(curve: list[dict], threshold: float) -> dict:
-    """First evaluation at or above the threshold, and whether every later one stayed there."""
-    first = next((i for i, c in enumerate(curve) if c["score"] >= threshold), None)
-    out = {"final_score": curve[-1]["score"], "budget_steps": curve[-1]["env_steps"], "reached": first is not None}
-    if first is not None:
-        after = [c["score"] for c in curve[first:]]
-        out.update({k: curve[first][k] for k in ("env_steps", "wall_s", "cpu_s")})
-        out.update(held=min(after) >= threshold, min_after=min(after))
-    return out
-
-
 def main() -> None:
     import ray
 
@@ -129,25 +119,7 @@ def main() -> None:
     finally:
         ray.shutdown()
 
-    print(f"\n{ENV}, {args.spec}, overrides {args.overrides or 'none'}; first greedy normalized score >= "
-          f"{args.threshold}, held = every later evaluation >= {args.threshold} to the end of the budget:")
-    print(f"  {'run':5s} {'seed':>4s} {'budget':>7s} {'steps':>7s} {'wall s':>7s} {'cpu s':>7s} {'held':>5s} "
-          f"{'min after':>9s} {'final':>6s}")
-    for r in rows:
-        if r["reached"]:
-            print(f"  {r['kind']:5s} {r['seed']:4d} {r['budget_steps']:7d} {r['env_steps']:7d} {r['wall_s']:7.1f} "
-                  f"{r['cpu_s']:7.1f} {str(r['held']):>5s} {r['min_after']:9.3f} {r['final_score']:6.3f}")
-        else:
-            print(f"  {r['kind']:5s} {r['seed']:4d} {r['budget_steps']:7d} {'never':>7s} {'-':>7s} {'-':>7s} "
-                  f"{'-':>5s} {'-':>9s} {r['final_score']:6.3f}")
-    for kind in sorted({r["kind"] for r in rows}):
-        mine = [r for r in rows if r["kind"] == kind]
-        steps = [r.get("env_steps", math.inf) for r in mine]
-        wall = [r.get("wall_s", math.inf) for r in mine]
-        cpu = [r.get("cpu_s", math.inf) for r in mine]
-        print(f"  {kind} median to first {args.threshold}: {statistics.median(steps):.0f} env steps, "
-              f"{statistics.median(wall):.1f} s wall, {statistics.median(cpu):.1f} s CPU; held on "
-              f"{sum(bool(r.get('held')) for r in mine)}/{len(mine)} seeds")
+    print_table(f"{ENV}, {args.spec}, overrides {args.overrides or 'none'}", rows, args.threshold)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "summary": rows, "curves": curves}, indent=1))
     sys.stdout.flush()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
+from reach_and_hold import print_table, summarize  # tests/benchmarks/, beside this file
 
 ENV = "Pendulum-v1"
 EVAL_EPISODES = 10
@@ -108,16 +108,6 @@ def run_seed(seed: int, demos: Path, budget_steps: int, num_trajectories: int) -
     return curve
 
 
-def summarize(curve: list[dict], threshold: float) -> dict:
-    first = next((i for i, c in enumerate(curve) if c["score"] >= threshold), None)
-    out = {"final_score": curve[-1]["score"], "budget_steps": curve[-1]["env_steps"], "reached": first is not None}
-    if first is not None:
-        after = [c["score"] for c in curve[first:]]
-        out.update({k: curve[first][k] for k in ("env_steps", "wall_s", "cpu_s")})
-        out.update(held=min(after) >= threshold, min_after=min(after))
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--experts", required=True, help="bench_gail_pendulum.py's --experts folder (seed<N>/demos)")
@@ -137,23 +127,7 @@ def main() -> None:
         curves[f"imitation/seed{seed}"] = curve
         rows.append({"kind": "imitation", "seed": seed, **summarize(curve, args.threshold)})
 
-    print(f"\n{ENV}, imitation 1.0.1 GAIL; first greedy normalized score >= {args.threshold}, held = every later "
-          f"evaluation >= {args.threshold} to the end of the budget:")
-    print(f"  {'run':9s} {'seed':>4s} {'budget':>7s} {'steps':>7s} {'wall s':>7s} {'cpu s':>7s} {'held':>5s} "
-          f"{'min after':>9s} {'final':>6s}")
-    for r in rows:
-        if r["reached"]:
-            print(f"  {r['kind']:9s} {r['seed']:4d} {r['budget_steps']:7d} {r['env_steps']:7d} {r['wall_s']:7.1f} "
-                  f"{r['cpu_s']:7.1f} {str(r['held']):>5s} {r['min_after']:9.3f} {r['final_score']:6.3f}")
-        else:
-            print(f"  {r['kind']:9s} {r['seed']:4d} {r['budget_steps']:7d} {'never':>7s} {'-':>7s} {'-':>7s} "
-                  f"{'-':>5s} {'-':>9s} {r['final_score']:6.3f}")
-    steps = [r.get("env_steps", math.inf) for r in rows]
-    wall = [r.get("wall_s", math.inf) for r in rows]
-    cpu = [r.get("cpu_s", math.inf) for r in rows]
-    print(f"  imitation median to first {args.threshold}: {statistics.median(steps):.0f} env steps, "
-          f"{statistics.median(wall):.1f} s wall, {statistics.median(cpu):.1f} s CPU; held on "
-          f"{sum(bool(r.get('held')) for r in rows)}/{len(rows)} seeds")
+    print_table(f"{ENV}, imitation 1.0.1 GAIL", rows, args.threshold)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "summary": rows, "curves": curves}, indent=1))
 
