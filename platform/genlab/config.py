@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from genlab.errors import SpecError
+from genlab.errors import SpecError, format_errors
 from genlab.rl.hparams import PPOHparams
-from genlab.specs import ExpertSpec, RunSpec, SweepSpec, format_errors, set_path
+from genlab.specs import ExpertSpec, RunSpec, SweepSpec, set_path
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from genlab import registry
-from genlab.errors import SpecError
-from genlab.specs import Strict, format_errors
+from genlab.errors import SpecError, format_errors
+from genlab.specs import Strict
 
 PAPER_FILE = "paper.yaml"
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"

@@ -1,8 +1,8 @@
 """Typed, validated run, sweep and expert specs: the pydantic models every spec section is, and their checks.
 
 Every error names the field, the bad value and what is allowed, and all errors of a spec are reported together in
-one :class:`SpecError` (:func:`format_errors` writes pydantic's errors that way). Turning a YAML file and its
-``--set`` overrides into one of these specs is :mod:`genlab.config`.
+one :class:`SpecError` (:func:`genlab.errors.format_errors` writes pydantic's errors that way). Turning a YAML
+file and its ``--set`` overrides into one of these specs is :mod:`genlab.config`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from genlab import registry
-from genlab.errors import SpecError
+from genlab.errors import SpecError, format_errors
 from genlab.rl.hparams import PPOHparams
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -374,7 +374,7 @@ def _check_dim(path: str, dim: Any, run: RunSpec) -> list[str]:
     return []
 
 
-# ------------------------------------------------------------------ setting a value; error messages
+# -------------------------------------------------------------------------------- setting a value
 
 
 def set_path(raw: dict, dotted: str, value: Any) -> None:
@@ -388,68 +388,3 @@ def set_path(raw: dict, dotted: str, value: Any) -> None:
             raise KeyError(f"{'.'.join(keys[: i + 1])} is a value, not a section; cannot set {dotted}")
         node = node[k]
     node[keys[-1]] = value
-
-
-def format_errors(e: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> list[str]:
-    """Pydantic's errors as ``field: message (got value)`` lines; ``model`` lists the allowed keys of an unknown one."""
-    out = []
-    for err in e.errors():
-        loc = [str(p) for p in err["loc"]]
-        field = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
-        etype, msg = err["type"], err["msg"]
-        if etype == "extra_forbidden":
-            allowed = _allowed_keys(model, loc[:-1])
-            msg = f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-            field = ".".join(([prefix] if prefix else []) + loc[:-1]) or "(top level)"
-            out.append(f"{field}: {msg}")
-            continue
-        if etype == "value_error":
-            cause = (err.get("ctx") or {}).get("error")
-            if isinstance(cause, SpecError):  # our model-level checks: lines already start with their field
-                base = ".".join(([prefix] if prefix else []) + loc)
-                out += [_under(base, line) for line in str(cause).splitlines()]
-                continue
-            msg = msg.removeprefix("Value error, ")
-        if etype == "assertion_error":
-            msg = msg.removeprefix("Assertion failed, ")
-        got = err.get("input")
-        if etype not in ("missing", "extra_forbidden") and not isinstance(got, (dict, BaseModel)):
-            msg += f" (got {got!r})"
-        out.append(f"{field}: {msg}")
-    return out
-
-
-def _under(base: str, line: str) -> str:
-    """Put an error line of a nested section under that section's path."""
-    if not base:
-        return line
-    top = "(top level)"
-    return base + line[len(top):] if line.startswith(top) else f"{base}.{line}"
-
-
-def _allowed_keys(model: type[BaseModel] | None, loc: list[str]) -> list[str]:
-    """The field names at ``loc`` inside ``model`` (for 'unknown key' messages)."""
-    node: Any = model
-    for part in loc:
-        if node is None or not (isinstance(node, type) and issubclass(node, BaseModel)):
-            return []
-        field = node.model_fields.get(part)
-        if field is None:
-            if part == "hparams":
-                return []
-            node = None
-            continue
-        node = _model_in(field.annotation)
-    if isinstance(node, type) and issubclass(node, BaseModel):
-        return list(node.model_fields)
-    return []
-
-
-def _model_in(annotation) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        m = _model_in(arg)
-        if m is not None:
-            return m
-    return None

@@ -26,8 +26,8 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from genlab import config, papers
-from genlab.errors import SpecError
-from genlab.specs import NAME_PATTERN, RunSpec, Strict, TrackingSpec, format_errors, set_path
+from genlab.errors import SpecError, format_errors
+from genlab.specs import NAME_PATTERN, RunSpec, Strict, TrackingSpec, set_path
 
 
 class ArmSpec(Strict):
