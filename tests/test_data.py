@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 import torch
-from torchvision import datasets
+from torchvision import datasets as tv_datasets
 
 from genlab import data as gdata
-from genlab.algorithm import DataInfo
+from genlab import datasets
+from genlab.context import DataContext
 from genlab.specs import DataSpec
 
 
@@ -27,7 +29,7 @@ def _indexed(n: int = 40, labeled=None) -> gdata.ImageData:
     x = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()
     y = torch.arange(n) % 10
     lab = torch.arange(n) if labeled is None else torch.as_tensor(labeled)
-    return gdata.ImageData(x, y, x[:4], y[:4], lab, DataInfo((1, 2, 2), 10, "indexed"))
+    return gdata.ImageData(x, y, x[:4], y[:4], lab, DataContext((1, 2, 2), 10, "indexed"))
 
 
 def _ids(x: torch.Tensor) -> list[int]:
@@ -52,7 +54,7 @@ def test_digits_split_shapes_and_scaling(digits):
     assert digits.train_x.shape[1:] == digits.test_x.shape[1:] == (1, 8, 8)
     assert digits.train_x.dtype == torch.uint8 and digits.train_y.dtype == torch.int64
     assert digits.pixel_max == 16
-    assert digits.info == DataInfo(shape=(1, 8, 8), num_classes=10, name="digits")
+    assert digits.info == DataContext(shape=(1, 8, 8), num_classes=10, name="digits")
     for x in (digits.train_x, digits.test_x):
         assert x.min() == 0 and x.max() == 16
         f = digits.to_float(x)
@@ -207,7 +209,7 @@ def test_mnist_from_idx_files(tmp_path):
     d = gdata.load(DataSpec(name="mnist", root=str(tmp_path), labels_per_class=2))
     assert d.train_x.shape == (20, 1, 28, 28) and d.test_x.shape == (10, 1, 28, 28)
     assert d.train_x.dtype == torch.uint8 and d.pixel_max == 255
-    assert d.info == DataInfo(shape=(1, 28, 28), num_classes=10, name="mnist")
+    assert d.info == DataContext(shape=(1, 28, 28), num_classes=10, name="mnist")
     x, y = files["train"]
     assert torch.equal(d.train_x[:, 0], torch.from_numpy(x))
     f = d.to_float(d.train_x)
@@ -260,9 +262,9 @@ def test_cifar10_download_goes_through_torchvision_checksum(tmp_path, monkeypatc
         calls.append((url, md5))
         _write_cifar(tmp_path)
 
-    monkeypatch.setattr(datasets.cifar, "download_and_extract_archive", fake_download)
+    monkeypatch.setattr(tv_datasets.cifar, "download_and_extract_archive", fake_download)
     d = gdata.load(DataSpec(name="cifar10", root=str(tmp_path), download=True))
-    assert calls == [(datasets.CIFAR10.url, datasets.CIFAR10.tgz_md5)]  # once: then the files are there
+    assert calls == [(tv_datasets.CIFAR10.url, tv_datasets.CIFAR10.tgz_md5)]  # once: then the files are there
     assert d.train_x.shape == (20, 3, 32, 32)
 
 
@@ -275,7 +277,7 @@ def test_svhn_from_mat_files(tmp_path):
         written[split] = (x, y)
     d = gdata.load(DataSpec(name="svhn", root=str(tmp_path)))
     assert d.train_x.shape == (12, 3, 32, 32) and d.test_x.shape == (5, 3, 32, 32)
-    assert d.info == DataInfo(shape=(3, 32, 32), num_classes=10, name="svhn")
+    assert d.info == DataContext(shape=(3, 32, 32), num_classes=10, name="svhn")
     assert d.train_y.tolist() == [j % 10 for j in range(12)]  # label 10 is digit 0
     assert d.train_y.min() == 0 and d.train_y.max() == 9
     x, _ = written["train"]
@@ -294,7 +296,7 @@ def test_svhn_from_mat_files(tmp_path):
     ],
 )
 def test_missing_dataset_says_where_and_how(tmp_path, name, expected):
-    with pytest.raises(gdata.DatasetNotFound) as e:
+    with pytest.raises(datasets.DatasetNotFound) as e:
         gdata.load(DataSpec(name=name, root=str(tmp_path)))
     msg = str(e.value)
     assert str(tmp_path / expected) in msg
@@ -342,7 +344,7 @@ def test_celeba_from_aligned_jpegs_cropped_to_64_and_cached(tmp_path):
     test = [c for c, p in zip(colours, partition) if p == 2]  # the test split; 1 (valid) is in neither
     assert d.train_x.shape == (len(train), 3, 64, 64) and d.test_x.shape == (len(test), 3, 64, 64)
     assert d.train_x.dtype == torch.uint8 and d.pixel_max == 255
-    assert d.info == DataInfo(shape=(3, 64, 64), num_classes=0, name="celeba")
+    assert d.info == DataContext(shape=(3, 64, 64), num_classes=0, name="celeba")
     assert d.train_y.tolist() == [-1] * len(train) and d.test_y.tolist() == [-1] * len(test)
     for x, expected in ((d.train_x, train), (d.test_x, test)):
         for img, colour in zip(x, expected):  # the whole 64x64 is the central colour: magenta cropped away
@@ -371,6 +373,6 @@ def test_methods_that_train_on_labels_refuse_celeba():
 
 def test_default_root(monkeypatch, tmp_path):
     monkeypatch.setenv("GENLAB_DATA", str(tmp_path))
-    assert gdata.default_root() == tmp_path
+    assert datasets.default_root() == tmp_path
     monkeypatch.delenv("GENLAB_DATA")
-    assert gdata.default_root() == gdata.Path.home() / ".genlab" / "data"
+    assert datasets.default_root() == Path.home() / ".genlab" / "data"

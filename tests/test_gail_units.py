@@ -21,7 +21,7 @@ from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from algorithms.gail import objective
-from algorithms.gail.config import DISC_ID, GAILHparams
+from algorithms.gail.hparams import DISC_ID, GAILHparams
 from algorithms.gail.learner import GAILLearner
 from algorithms.gail.module import Discriminator
 from algorithms.gail.objective import gail_reward

@@ -13,9 +13,9 @@ from conftest import ROOT, genlab_run
 
 from algorithms.iaf_vae import nets, objective
 from algorithms.iaf_vae.algorithm import IAFVAE
-from algorithms.iaf_vae.config import IAFVAEConfig
+from algorithms.iaf_vae.hparams import IAFVAEHparams
 from genlab import config, data, registry, tracking
-from genlab.algorithm import DataInfo
+from genlab.context import DataContext
 from genlab.errors import SpecError
 from genlab.specs import RunSpec
 
@@ -82,7 +82,7 @@ def test_conv_made_jacobian_is_strictly_triangular_in_position_then_channel_orde
 
 def _flow(scale: bool, conv: bool, n: int, depth: int = 3) -> nets.IAF:
     torch.manual_seed(1)
-    hp = IAFVAEConfig(iaf_depth=depth, iaf_width=10, iaf_hidden_layers=2, iaf_scale=scale, iaf_forget_bias=0.5)
+    hp = IAFVAEHparams(iaf_depth=depth, iaf_width=10, iaf_hidden_layers=2, iaf_scale=scale, iaf_forget_bias=0.5)
     flow = nets.IAF(n, 3, hp, conv=conv).double()
     with torch.no_grad():
         for p in flow.parameters():
@@ -236,23 +236,23 @@ def test_logistic_target_is_the_8_bit_level():
 # ------------------------------------------------------------------------------------- algorithm
 
 SMALL = {
-    "mlp": (DataInfo((1, 8, 8), 10), {"arch": "mlp", "mlp_hidden": [32], "z_dim": 4, "iaf_width": 16,
+    "mlp": (DataContext((1, 8, 8), 10), {"arch": "mlp", "mlp_hidden": [32], "z_dim": 4, "iaf_width": 16,
                                       "context_dim": 8}),
-    "conv": (DataInfo((1, 12, 12), 10), {"arch": "conv", "conv_channels": [4, 8], "conv_blocks": 1,
+    "conv": (DataContext((1, 12, 12), 10), {"arch": "conv", "conv_channels": [4, 8], "conv_blocks": 1,
                                          "conv_dense": 16, "z_dim": 4, "iaf_width": 16, "context_dim": 8}),
-    "resnet": (DataInfo((3, 8, 8), 10), {"arch": "resnet", "likelihood": "logistic", "res_levels": [1, 2],
+    "resnet": (DataContext((3, 8, 8), 10), {"arch": "resnet", "likelihood": "logistic", "res_levels": [1, 2],
                                          "res_channels": 8, "z_dim": 2, "iaf_width": 8, "free_bits": 0.1}),
 }
 
 
-def _batch(info: DataInfo, seed: int, n: int = 8) -> dict[str, torch.Tensor]:
+def _batch(info: DataContext, seed: int, n: int = 8) -> dict[str, torch.Tensor]:
     return {"x": torch.rand(n, *info.shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1}
 
 
-def _small(arch: str, seed: int = 0, **hp) -> tuple[IAFVAE, DataInfo]:
+def _small(arch: str, seed: int = 0, **hp) -> tuple[IAFVAE, DataContext]:
     info, base = SMALL[arch]
     torch.manual_seed(seed)
-    algo = IAFVAE(IAFVAEConfig(**{**base, "ema_decay": 0.9, "eval_k": 4, **hp}), info)
+    algo = IAFVAE(IAFVAEHparams(**{**base, "ema_decay": 0.9, "eval_k": 4, **hp}), info)
     algo.initialize(_batch(info, 100))
     return algo, info
 

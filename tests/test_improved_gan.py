@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from algorithms.common.layers import GaussianNoise, WNConv2d, WNConvTranspose2d, WNLinear, data_dependent_init
 from algorithms.improved_gan import objective
 from algorithms.improved_gan.algorithm import ImprovedGAN
-from algorithms.improved_gan.config import EVAL_METRICS, TRAIN_METRICS, ImprovedGANConfig
+from algorithms.improved_gan.hparams import EVAL_METRICS, TRAIN_METRICS, ImprovedGANHparams
 from algorithms.improved_gan.nets import MLPDiscriminator
 from genlab import config, data, registry
-from genlab.algorithm import DataInfo
+from genlab.context import DataContext
 from genlab.specs import RunSpec
 
 SPECS = ROOT / "sweeps" / "improved_gan"
@@ -105,12 +105,12 @@ def test_gaussian_noise_only_in_training():
 # ------------------------------------------------------------------------------------------ algorithm
 
 SMALL = {
-    "mlp": (DataInfo((1, 8, 8), K), {"arch": "mlp", "d_hidden": [32, 16], "g_hidden": [32], "z_dim": 8}),
-    "conv": (DataInfo((3, 16, 16), K), {"arch": "conv", "d_conv": [8, 8, 8], "g_conv": [16, 8, 8], "z_dim": 8}),
+    "mlp": (DataContext((1, 8, 8), K), {"arch": "mlp", "d_hidden": [32, 16], "g_hidden": [32], "z_dim": 8}),
+    "conv": (DataContext((3, 16, 16), K), {"arch": "conv", "d_conv": [8, 8, 8], "g_conv": [16, 8, 8], "z_dim": 8}),
 }
 
 
-def _batch(info: DataInfo, seed: int, n: int = 12) -> dict[str, torch.Tensor]:
+def _batch(info: DataContext, seed: int, n: int = 12) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {
         "x": torch.rand(n, *info.shape, generator=g) * 2 - 1,
@@ -119,10 +119,10 @@ def _batch(info: DataInfo, seed: int, n: int = 12) -> dict[str, torch.Tensor]:
     }
 
 
-def _small(arch: str, seed: int = 0, **hp) -> tuple[ImprovedGAN, DataInfo]:
+def _small(arch: str, seed: int = 0, **hp) -> tuple[ImprovedGAN, DataContext]:
     info, base = SMALL[arch]
     torch.manual_seed(seed)
-    algo = ImprovedGAN(ImprovedGANConfig(**{**base, "ema_decay": 0.9, **hp}), info)
+    algo = ImprovedGAN(ImprovedGANHparams(**{**base, "ema_decay": 0.9, **hp}), info)
     algo.initialize(_batch(info, 100))
     return algo, info
 
@@ -142,7 +142,7 @@ def test_train_step_reports_the_registered_metrics(arch):
     assert list(grids) == ["samples"] and grids["samples"].images.shape == (100, *info.shape)
 
 
-def _eval_set(info: DataInfo) -> tuple[torch.Tensor, torch.Tensor]:
+def _eval_set(info: DataContext) -> tuple[torch.Tensor, torch.Tensor]:
     b = _batch(info, 7, n=30)
     return b["x_lab"], b["y_lab"]
 
@@ -214,18 +214,18 @@ def test_linear_lr_decay():
 
 def test_config_rejects_nonsense():
     with pytest.raises(ValidationError, match="d_hidden"):
-        ImprovedGANConfig(d_hidden=[])
+        ImprovedGANHparams(d_hidden=[])
     with pytest.raises(ValidationError, match="lr_decay_epochs"):
-        ImprovedGANConfig(lr_decay_start=10)
+        ImprovedGANHparams(lr_decay_start=10)
     with pytest.raises(ValidationError, match="ema_decay"):
-        ImprovedGANConfig(ema_decay=1.0)
+        ImprovedGANHparams(ema_decay=1.0)
     with pytest.raises(ValidationError, match="extra"):
-        ImprovedGANConfig(minibatch_discrimination=True)
+        ImprovedGANHparams(minibatch_discrimination=True)
 
 
 def test_conv_on_8x8_digits_is_refused_clearly():
     with pytest.raises(ValueError, match="multiples of 8"):
-        ImprovedGAN(ImprovedGANConfig(arch="conv"), DataInfo((1, 8, 8), K, "digits"))
+        ImprovedGAN(ImprovedGANHparams(arch="conv"), DataContext((1, 8, 8), K, "digits"))
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist", "svhn", "cifar10"])

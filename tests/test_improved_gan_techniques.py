@@ -22,10 +22,10 @@ from algorithms.common.gan import (
 from algorithms.common.layers import data_dependent_init
 from algorithms.improved_gan import objective
 from algorithms.improved_gan.algorithm import ImprovedGAN
-from algorithms.improved_gan.config import ABLATIONS, ImprovedGANConfig
+from algorithms.improved_gan.hparams import ABLATIONS, ImprovedGANHparams
 from algorithms.improved_gan.nets import ConvGenerator, MLPDiscriminator, MLPGenerator
 from genlab import config, registry
-from genlab.algorithm import DataInfo
+from genlab.context import DataContext
 from genlab.errors import SpecError
 from genlab.specs import RunSpec, set_path
 
@@ -226,7 +226,7 @@ def test_generator_adversarial_losses():
 
 # ------------------------------------------------------------------------------ the switches in the algorithm
 
-INFO = DataInfo((1, 8, 8), K, "digits")
+INFO = DataContext((1, 8, 8), K, "digits")
 BASE = {"arch": "mlp", "d_hidden": [32, 16], "g_hidden": [32], "z_dim": 8, "ema_decay": 0.9}
 EVERYTHING = {"minibatch_kernels": 6, "minibatch_kernel_dim": 3, "minibatch_stddev": True, "label_smoothing": 0.9,
               "label_flip": 0.1, "hist_avg_weight": 0.01, "g_norm": "virtual_batch", "vbn_reference_size": 4,
@@ -241,7 +241,7 @@ def _batch(seed: int, n: int = 12) -> dict[str, torch.Tensor]:
 
 def _algo(seed: int = 0, **hp) -> ImprovedGAN:
     torch.manual_seed(seed)
-    algo = ImprovedGAN(ImprovedGANConfig(**{**BASE, **hp}), INFO)
+    algo = ImprovedGAN(ImprovedGANHparams(**{**BASE, **hp}), INFO)
     algo.initialize(_batch(100))
     return algo
 
@@ -305,7 +305,7 @@ def test_adversarial_only_generator_and_no_labels():
 
 
 def test_the_default_is_the_semi_supervised_model():
-    hp = ImprovedGANConfig()
+    hp = ImprovedGANHparams()
     assert (hp.minibatch_kernels, hp.minibatch_stddev, hp.label_smoothing, hp.label_flip, hp.hist_avg_weight,
             hp.g_norm, hp.adversarial_loss, hp.feature_matching, hp.g_steps, hp.supervised, hp.sample_scores) == (
         0, False, 1.0, 0.0, 0.0, "batch", "none", 1.0, 1, True, [])
@@ -317,7 +317,7 @@ FULL = {"minibatch_kernels": 100, "label_smoothing": 0.9, "g_norm": "virtual_bat
 
 @pytest.mark.parametrize("variant", list(ABLATIONS))
 def test_ablation_variants_remove_one_technique(variant):
-    hp = ImprovedGANConfig(**FULL, ablation=variant)
+    hp = ImprovedGANHparams(**FULL, ablation=variant)
     r = hp.resolved()
     assert r.ablation is None
     assert (r.minibatch_kernels > 0) == (variant != "-MBF")
@@ -325,22 +325,22 @@ def test_ablation_variants_remove_one_technique(variant):
     assert (r.g_norm == "virtual_batch") == (variant != "-VBN+BN")
     assert r.supervised == (variant not in ("-L", "-L+HA"))
     assert (r.hist_avg_weight > 0) == (variant == "-L+HA")
-    assert ImprovedGANConfig.model_validate(hp.model_dump()) == hp  # a resolved spec validates again unchanged
+    assert ImprovedGANHparams.model_validate(hp.model_dump()) == hp  # a resolved spec validates again unchanged
 
 
 def test_bad_switches_are_refused_naming_the_field():
     with pytest.raises(ValidationError, match="feature_matching"):
-        ImprovedGANConfig(feature_matching=0)
+        ImprovedGANHparams(feature_matching=0)
     with pytest.raises(ValidationError, match="label_smoothing"):
-        ImprovedGANConfig(label_smoothing=0.3)
+        ImprovedGANHparams(label_smoothing=0.3)
     with pytest.raises(ValidationError, match="label_flip"):
-        ImprovedGANConfig(label_flip=0.6)
+        ImprovedGANHparams(label_flip=0.6)
     with pytest.raises(ValidationError, match="minibatch_kernels.*g_norm"):
-        ImprovedGANConfig(ablation="-MBF", label_smoothing=0.9, hist_avg_weight=0.1)
+        ImprovedGANHparams(ablation="-MBF", label_smoothing=0.9, hist_avg_weight=0.1)
     with pytest.raises(ValidationError, match="sample_scores"):
-        ImprovedGANConfig(sample_scores=["classifier", "classifier"])
+        ImprovedGANHparams(sample_scores=["classifier", "classifier"])
     with pytest.raises(ValidationError, match="score_samples: 15 samples cannot fill 10 splits"):
-        ImprovedGANConfig(score_samples=15)
+        ImprovedGANHparams(score_samples=15)
 
 
 def test_score_cadence_must_fit_the_budget(tmp_path):

@@ -15,10 +15,10 @@ from conftest import ROOT, train_like_the_runner
 
 from algorithms.infogan import objective
 from algorithms.infogan.algorithm import InfoGAN
-from algorithms.infogan.config import InfoGANConfig
+from algorithms.infogan.hparams import InfoGANHparams
 from genlab import config, data, registry
-from genlab.algorithm import DataInfo
 from genlab.cli import main
+from genlab.context import DataContext
 from genlab.errors import SpecError
 from genlab.specs import RunSpec
 
@@ -215,20 +215,20 @@ def test_paper_claims_and_the_digits_study_load():
 # ------------------------------------------------------------------------------------------ algorithm
 
 SMALL = {
-    "mlp": (DataInfo((1, 8, 8), 10), {"arch": "mlp", "mlp_d_hidden": [32, 16], "mlp_g_hidden": [32], "q_hidden": 8}),
-    "mnist": (DataInfo((1, 28, 28), 10), {"arch": "mnist", "q_hidden": 8}),
-    "color": (DataInfo((3, 32, 32), 10), {"arch": "color", "q_hidden": 8}),
+    "mlp": (DataContext((1, 8, 8), 10), {"arch": "mlp", "mlp_d_hidden": [32, 16], "mlp_g_hidden": [32], "q_hidden": 8}),
+    "mnist": (DataContext((1, 28, 28), 10), {"arch": "mnist", "q_hidden": 8}),
+    "color": (DataContext((3, 32, 32), 10), {"arch": "color", "q_hidden": 8}),
 }
 
 
-def _small(arch: str, seed: int = 0, **hp) -> tuple[InfoGAN, DataInfo]:
+def _small(arch: str, seed: int = 0, **hp) -> tuple[InfoGAN, DataContext]:
     info, base = SMALL[arch]
     torch.manual_seed(seed)
     codes = {"categorical": [10, 3], "continuous": 2, "noise": 6}
-    return InfoGAN(InfoGANConfig(**{**base, "codes": codes, "eval_samples": 30, **hp}), info), info
+    return InfoGAN(InfoGANHparams(**{**base, "codes": codes, "eval_samples": 30, **hp}), info), info
 
 
-def _images(info: DataInfo, n: int, seed: int) -> torch.Tensor:
+def _images(info: DataContext, n: int, seed: int) -> torch.Tensor:
     return torch.rand(n, *info.shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
@@ -319,7 +319,7 @@ def test_optimizers_follow_the_paper():
 
 
 def test_paper_mnist_nets():
-    algo = InfoGAN(InfoGANConfig(arch="mnist"), DataInfo((1, 28, 28), 10))
+    algo = InfoGAN(InfoGANHparams(arch="mnist"), DataContext((1, 28, 28), 10))
     d, g = algo.nets["D"], algo.nets["G"]
     convs = [m for m in d.trunk if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(64, (4, 4), (2, 2)), (128, (4, 4), (2, 2))]
@@ -328,7 +328,7 @@ def test_paper_mnist_nets():
     assert [m.out_features for m in g if isinstance(m, torch.nn.Linear)] == [1024, 7 * 7 * 128]
     assert [m.out_channels for m in g if isinstance(m, torch.nn.ConvTranspose2d)] == [64, 1]
     assert g[0].in_features == 62 + 10 + 2 and d.q_head[-1].out_features == 10 + 2 * 2
-    color = InfoGAN(InfoGANConfig(arch="color"), DataInfo((3, 64, 64), 0)).nets["G"]
+    color = InfoGAN(InfoGANHparams(arch="color"), DataContext((3, 64, 64), 0)).nets["G"]
     assert color[0].out_features == 448 * 4 * 4  # 64x64 CelebA: G starts from 4x4 (the paper's 32x32: 2x2)
 
 

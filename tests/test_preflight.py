@@ -55,7 +55,7 @@ def gail_run(demos: Path, **changes) -> dict:
 
 def celeba_files(root: Path) -> Path:
     """CelebA's layout under ``root`` as torchvision has it (img_align_celeba/ is a folder), the files empty."""
-    from genlab.data import _CELEBA_LISTS
+    from genlab.datasets import _CELEBA_LISTS
 
     (root / "celeba" / "img_align_celeba").mkdir(parents=True, exist_ok=True)
     for f in _CELEBA_LISTS:

@@ -13,9 +13,9 @@ from conftest import ROOT
 from algorithms.common import inception_weights
 from algorithms.common import sample_quality as sq
 from algorithms.improved_gan.algorithm import ImprovedGAN
-from algorithms.improved_gan.config import CLASSIFIER_SCORE_METRICS, INCEPTION_METRICS, ImprovedGANConfig
+from algorithms.improved_gan.hparams import CLASSIFIER_SCORE_METRICS, INCEPTION_METRICS, ImprovedGANHparams
 from genlab import config, preflight
-from genlab.algorithm import DataInfo
+from genlab.context import DataContext
 from genlab.errors import NotRetryable, SpecError
 
 SPECS = ROOT / "sweeps" / "improved_gan"
@@ -136,7 +136,7 @@ def test_a_missing_weights_file_is_named_with_where_to_get_it(tmp_path):
         sq.InceptionFeatures(None)
     # A worker whose node lacks the file fails the run at its start, without retries (NotRetryable).
     with pytest.raises(sq.MissingWeights, match=f"hparams.inception_weights: {missing} does not exist"):
-        ImprovedGAN(ImprovedGANConfig(**SMALL, sample_scores=["inception"], inception_weights=str(missing)), INFO)
+        ImprovedGAN(ImprovedGANHparams(**SMALL, sample_scores=["inception"], inception_weights=str(missing)), INFO)
     assert issubclass(sq.MissingWeights, NotRetryable)
 
 
@@ -193,7 +193,7 @@ def test_score_classifier_is_seeded_and_cached(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ in the algorithm
 
-INFO = DataInfo((1, 8, 8), 10, "digits")
+INFO = DataContext((1, 8, 8), 10, "digits")
 SMALL = {"arch": "mlp", "d_hidden": [32, 16], "g_hidden": [32], "z_dim": 8}
 
 
@@ -201,7 +201,7 @@ def test_evaluation_reports_the_classifier_scores_at_their_cadence(tmp_path, mon
     monkeypatch.setenv(sq.CACHE_ENV, str(tmp_path))
     x, y = _digits()
     torch.manual_seed(0)
-    algo = ImprovedGAN(ImprovedGANConfig(**SMALL, sample_scores=["classifier"], score_every=2, score_samples=200,
+    algo = ImprovedGAN(ImprovedGANHparams(**SMALL, sample_scores=["classifier"], score_every=2, score_samples=200,
                                          score_classifier_steps=80), INFO)
     with pytest.raises(RuntimeError, match="set_evaluation_data"):
         algo.evaluate(x[:50], y[:50])
@@ -224,7 +224,7 @@ def test_evaluation_reports_the_classifier_scores_at_their_cadence(tmp_path, mon
 def test_without_sample_scores_the_training_split_is_never_converted():
     x, y = _digits(60)
     torch.manual_seed(0)
-    algo = ImprovedGAN(ImprovedGANConfig(**SMALL), INFO)
+    algo = ImprovedGAN(ImprovedGANHparams(**SMALL), INFO)
     algo.set_evaluation_data(lambda: pytest.fail("the training split was converted"))
     algo.initialize({"x": x[:20]})
     assert "eval/classifier_score" not in algo.evaluate(x[40:], y[40:])
@@ -234,7 +234,7 @@ def test_evaluation_reports_inception_score_and_fid(random_inception_file, monke
     monkeypatch.setenv(inception_weights.ENV, str(random_inception_file))
     x, y = _digits(60)
     torch.manual_seed(0)
-    hp = ImprovedGANConfig(**SMALL, sample_scores=["inception"], score_samples=4, score_splits=2)
+    hp = ImprovedGANHparams(**SMALL, sample_scores=["inception"], score_samples=4, score_splits=2)
     assert hp.inception_weights == str(random_inception_file)
     algo = ImprovedGAN(hp, INFO)
     algo.set_evaluation_data(lambda: (x[:4], y[:4]))

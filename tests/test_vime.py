@@ -21,7 +21,7 @@ from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 import genlab.envs
 from algorithms.vime import objective
-from algorithms.vime.config import BNN_ID, INTRINSIC, VIMEHparams
+from algorithms.vime.hparams import BNN_ID, INTRINSIC, VIMEHparams
 from algorithms.vime.learner import ReplayPool
 from algorithms.vime.module import BayesianDynamics
 from algorithms.vime.rllib import VIMEConfig

@@ -13,7 +13,7 @@ from ray.rllib.core import Columns
 from ray.rllib.utils.spaces.space_utils import normalize_action
 
 from algorithms.gail import objective
-from algorithms.gail.config import DISC_ID
+from algorithms.gail.hparams import DISC_ID
 from algorithms.gail.module import LOGITS, Discriminator
 from genlab.rl import connectors
 from genlab.rl.auxiliary import AuxBudget, AuxiliaryModules

@@ -15,7 +15,7 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 
-from algorithms.gail.config import RewardForm
+from algorithms.gail.hparams import RewardForm
 
 REWARDS = {
     # r = −log(1 − D) = softplus(logit): minus the paper's cost. Always > 0, so every step pays: the policy is also

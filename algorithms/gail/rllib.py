@@ -1,8 +1,8 @@
-"""GAIL as an RLlib algorithm: ``GAILConfig(PPOConfig)``, ``GAIL(PPO)`` (Tune name ``"GAIL"``), ``build_config``."""
+"""GAIL as an RLlib algorithm: ``GAILConfig(PPOConfig)`` (``from_context`` builds a run's), ``GAIL(PPO)`` (Tune
+name ``"GAIL"``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -13,16 +13,17 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from algorithms.gail.config import DISC_ID, GAILHparams
+from algorithms.gail.hparams import DISC_ID, GAILHparams
 from algorithms.gail.learner import GAILLearner
 from algorithms.gail.module import Discriminator
+from genlab.context import RunContext
 from genlab.rl.ppo import make_ppo_config
 
 GAIL_FIELDS = tuple(GAILHparams.model_fields)
 
 
 class GAILConfig(PPOConfig):
-    """PPOConfig plus GAIL's fields: those of :class:`algorithms.gail.config.GAILHparams` (defaults and meaning
+    """PPOConfig plus GAIL's fields: those of :class:`algorithms.gail.hparams.GAILHparams` (defaults and meaning
     there, set with :meth:`training`), the demonstrations' folder and how many of its trajectories to use.
 
     The causal-entropy weight λ of the paper is PPO's ``entropy_coeff``.
@@ -45,6 +46,18 @@ class GAILConfig(PPOConfig):
             if value is not NotProvided:
                 setattr(self, name, value)
         return self
+
+    @classmethod
+    def from_context(cls, hparams: GAILHparams, ctx: RunContext) -> GAILConfig:
+        """The registry's RL contract: the config that trains a run (its env, demonstrations, PPO settings, budget).
+
+        Also registers ``GAIL`` with Tune, so ``tune.Tuner("GAIL", param_space=config)`` works after a genlab run.
+        """
+        register()
+        config = make_ppo_config(ctx.env.id, ctx.ppo, num_envs=ctx.env.num_envs, seed=ctx.seed,
+                                 iterations=ctx.epochs, config_cls=cls)
+        return config.training(**hparams.model_dump(), demos_path=ctx.demos.path,
+                               num_trajectories=ctx.demos.num_trajectories)
 
     def gail_hparams(self) -> GAILHparams:
         return GAILHparams.model_validate({k: getattr(self, k) for k in GAIL_FIELDS})
@@ -96,14 +109,3 @@ def register() -> None:
 
     register_trainable("GAIL", GAIL)
 
-
-def build_config(spec, workdir: Path) -> GAILConfig:
-    """The registry's RL contract: a validated genlab run spec -> the RLlib config that trains it.
-
-    Also registers ``GAIL`` with Tune, so ``tune.Tuner("GAIL", param_space=config)`` works after a genlab run.
-    """
-    register()
-    config = make_ppo_config(spec.env.id, spec.ppo, num_envs=spec.env.num_envs, seed=spec.seed,
-                             iterations=spec.budget.epochs, config_cls=GAILConfig)
-    return config.training(**spec.hparams, demos_path=str(Path(spec.demos.path).resolve()),
-                           num_trajectories=spec.demos.num_trajectories)

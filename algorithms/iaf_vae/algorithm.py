@@ -19,17 +19,18 @@ import torch
 from algorithms.common.ema import EMA
 from algorithms.common.layers import data_dependent_init
 from algorithms.iaf_vae import nets, objective
-from algorithms.iaf_vae.config import IAFVAEConfig
-from genlab.algorithm import DataInfo, GenerativeAlgorithm, ImageGrid
+from algorithms.iaf_vae.hparams import IAFVAEHparams
+from genlab.algorithm import GenerativeAlgorithm, ImageGrid
+from genlab.context import DataContext
 
 N_SHOWN = 50
 """Test images whose reconstructions are drawn at each evaluation (beside the inputs, 5 pairs to a row)."""
 
 
 class IAFVAE(GenerativeAlgorithm):
-    hp: IAFVAEConfig
+    hp: IAFVAEHparams
 
-    def __init__(self, hparams: IAFVAEConfig, info: DataInfo, device: torch.device | str = "cpu"):
+    def __init__(self, hparams: IAFVAEHparams, info: DataContext, device: torch.device | str = "cpu"):
         super().__init__(hparams, info, device)
         self.dims = math.prod(info.shape)
         vae = nets.build(hparams, info.shape).to(self.device)

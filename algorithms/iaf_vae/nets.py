@@ -22,7 +22,7 @@ from torch import nn
 
 from algorithms.common.layers import WNConv2d, WNConvTranspose2d, WNLinear
 from algorithms.iaf_vae import objective
-from algorithms.iaf_vae.config import IAFVAEConfig
+from algorithms.iaf_vae.hparams import IAFVAEHparams
 
 # ------------------------------------------------------------------------------------ masked layers
 
@@ -90,7 +90,7 @@ class IAF(nn.Module):
     """T IAF steps (eq. 14), the variable order reversed between steps; forward(z_0, h) -> (z_T, sum_t log sigma_t)
     element by element, so log q(z_T|x) = log q(z_0|x) - that sum."""
 
-    def __init__(self, n: int, context: int, hp: IAFVAEConfig, conv: bool):
+    def __init__(self, n: int, context: int, hp: IAFVAEHparams, conv: bool):
         super().__init__()
         hidden = [hp.iaf_width] * hp.iaf_hidden_layers
         n_out = 2 if hp.iaf_scale else 1
@@ -185,7 +185,7 @@ class Upsample(nn.Module):
 # ----------------------------------------------------------------------------- single-latent VAEs
 
 
-def _encoder_decoder(hp: IAFVAEConfig, shape: tuple[int, int, int]) -> tuple[nn.Module, int, nn.Module]:
+def _encoder_decoder(hp: IAFVAEHparams, shape: tuple[int, int, int]) -> tuple[nn.Module, int, nn.Module]:
     """(encoder: x -> features, feature width, decoder: z -> likelihood parameters) for arch mlp or conv."""
     c, h, w = shape
     if hp.arch == "mlp":
@@ -230,7 +230,7 @@ class LatentVAE(nn.Module):
     """A VAE with one latent vector z (arch mlp or conv): q(z|x) a diagonal Gaussian, optionally followed by IAF
     steps that all see the encoder's context h; p(z) = N(0, I); p(x|z) from the decoder."""
 
-    def __init__(self, hp: IAFVAEConfig, shape: tuple[int, int, int]):
+    def __init__(self, hp: IAFVAEHparams, shape: tuple[int, int, int]):
         super().__init__()
         self.z_dim, self.groups = hp.z_dim, hp.free_bits_groups or hp.z_dim
         self.likelihood = Likelihood(hp.likelihood)
@@ -284,7 +284,7 @@ class IAFLayer(nn.Module):
     way down. A layer with ``downsample`` works at half the resolution of its input (up) and output (down).
     """
 
-    def __init__(self, hp: IAFVAEConfig, downsample: bool, top: bool = False):
+    def __init__(self, hp: IAFVAEHparams, downsample: bool, top: bool = False):
         super().__init__()
         hc, zc = hp.res_channels, hp.z_dim
         self.hc, self.zc, self.downsample = hc, zc, downsample
@@ -333,7 +333,7 @@ class ResNetVAE(nn.Module):
     output transposed conv to the likelihood's parameters. Free-bits groups: each layer's stochastic feature maps.
     """
 
-    def __init__(self, hp: IAFVAEConfig, shape: tuple[int, int, int]):
+    def __init__(self, hp: IAFVAEHparams, shape: tuple[int, int, int]):
         super().__init__()
         c, h, w = shape
         hc = hp.res_channels
@@ -372,7 +372,7 @@ class ResNetVAE(nn.Module):
         return self.likelihood.image(self.x_dec(F.elu(h)))
 
 
-def build(hp: IAFVAEConfig, shape: tuple[int, int, int]) -> nn.Module:
+def build(hp: IAFVAEHparams, shape: tuple[int, int, int]) -> nn.Module:
     """The VAE that ``hp.arch`` names, for images of ``shape`` (C, H, W)."""
     if hp.arch == "resnet":
         factor = 2 ** len(hp.res_levels)

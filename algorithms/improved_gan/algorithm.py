@@ -22,7 +22,7 @@ from algorithms.common.gan import HistoricalAverage
 from algorithms.common.layers import data_dependent_init
 from algorithms.common.schedules import linear_decay, set_lr
 from algorithms.improved_gan import objective
-from algorithms.improved_gan.config import TRAIN_METRICS, ImprovedGANConfig
+from algorithms.improved_gan.hparams import TRAIN_METRICS, ImprovedGANHparams
 from algorithms.improved_gan.nets import (
     Classifier,
     ConvDiscriminator,
@@ -30,14 +30,15 @@ from algorithms.improved_gan.nets import (
     MLPDiscriminator,
     MLPGenerator,
 )
-from genlab.algorithm import DataInfo, GenerativeAlgorithm
+from genlab.algorithm import GenerativeAlgorithm
+from genlab.context import DataContext
 
 EVAL_BATCH = 500
 SCORE_SEED = 1234
 """Seed of the noise that scored samples are drawn from: every evaluation scores G on the same z."""
 
 
-def build_nets(hp: ImprovedGANConfig, info: DataInfo) -> tuple[nn.Module, nn.Module]:
+def build_nets(hp: ImprovedGANHparams, info: DataContext) -> tuple[nn.Module, nn.Module]:
     """The discriminator and generator that ``hp.arch`` names, for images of ``info.shape``."""
     minibatch = dict(kernels=hp.minibatch_kernels, kernel_dim=hp.minibatch_kernel_dim, stddev=hp.minibatch_stddev)
     g_norm = dict(norm=hp.g_norm, n_ref=hp.vbn_reference_size)
@@ -56,9 +57,9 @@ def build_nets(hp: ImprovedGANConfig, info: DataInfo) -> tuple[nn.Module, nn.Mod
 
 
 class ImprovedGAN(GenerativeAlgorithm):
-    hp: ImprovedGANConfig
+    hp: ImprovedGANHparams
 
-    def __init__(self, hparams: ImprovedGANConfig, info: DataInfo, device: torch.device | str = "cpu"):
+    def __init__(self, hparams: ImprovedGANHparams, info: DataContext, device: torch.device | str = "cpu"):
         super().__init__(hparams.resolved(), info, device)
         d, g = build_nets(self.hp, info)
         self.nets = {"D": d.to(self.device), "G": g.to(self.device)}

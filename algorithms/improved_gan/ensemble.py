@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from algorithms.improved_gan.algorithm import EVAL_BATCH, ImprovedGAN
-from algorithms.improved_gan.config import ImprovedGANConfig
-from genlab.algorithm import DataInfo
+from algorithms.improved_gan.hparams import ImprovedGANHparams
+from genlab.context import DataContext
 
 
-def load_classifier(state: dict | str | Path, hparams: ImprovedGANConfig, info: DataInfo,
+def load_classifier(state: dict | str | Path, hparams: ImprovedGANHparams, info: DataContext,
                     device: torch.device | str = "cpu") -> torch.nn.Module:
     """The averaged (EMA) discriminator of one checkpoint: the test-time classifier, in eval mode."""
     if not isinstance(state, dict):

@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch
 
 from algorithms.infogan import objective
-from algorithms.infogan.config import ARCH_MULTIPLE, TRAIN_METRICS, InfoGANConfig
+from algorithms.infogan.hparams import ARCH_MULTIPLE, TRAIN_METRICS, InfoGANHparams
 from algorithms.infogan.nets import CodeReader, build
-from genlab.algorithm import DataInfo, GenerativeAlgorithm, ImageGrid
+from genlab.algorithm import GenerativeAlgorithm, ImageGrid
+from genlab.context import DataContext
 
 EVAL_BATCH = 500
 TRAVERSAL_ROWS = 10
@@ -27,9 +28,9 @@ TRAVERSAL_SEED = 20160612
 
 
 class InfoGAN(GenerativeAlgorithm):
-    hp: InfoGANConfig
+    hp: InfoGANHparams
 
-    def __init__(self, hparams: InfoGANConfig, info: DataInfo, device: torch.device | str = "cpu"):
+    def __init__(self, hparams: InfoGANHparams, info: DataContext, device: torch.device | str = "cpu"):
         super().__init__(hparams, info, device)
         codes = hparams.codes
         need = ARCH_MULTIPLE.get(hparams.arch)

@@ -10,7 +10,7 @@ from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core import Columns
 
 from algorithms.vime import objective
-from algorithms.vime.config import BNN_ID, INTRINSIC
+from algorithms.vime.hparams import BNN_ID, INTRINSIC
 from algorithms.vime.module import BayesianDynamics
 from genlab.rl import connectors
 from genlab.rl.auxiliary import AuxBudget, AuxiliaryModules

@@ -1,8 +1,8 @@
-"""VIME as an RLlib algorithm: ``VIMEConfig(PPOConfig)``, ``VIME(PPO)`` (Tune name ``"VIME"``), ``build_config``."""
+"""VIME as an RLlib algorithm: ``VIMEConfig(PPOConfig)`` (``from_context`` builds a run's), ``VIME(PPO)`` (Tune
+name ``"VIME"``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -12,16 +12,17 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from algorithms.vime.config import BNN_ID, VIMEHparams
+from algorithms.vime.hparams import BNN_ID, VIMEHparams
 from algorithms.vime.learner import VIMELearner
 from algorithms.vime.module import BayesianDynamics
+from genlab.context import RunContext
 from genlab.rl.ppo import make_ppo_config
 
 VIME_FIELDS = tuple(VIMEHparams.model_fields)
 
 
 class VIMEConfig(PPOConfig):
-    """PPOConfig plus VIME's fields: those of :class:`algorithms.vime.config.VIMEHparams` (defaults and meaning
+    """PPOConfig plus VIME's fields: those of :class:`algorithms.vime.hparams.VIMEHparams` (defaults and meaning
     there, set with :meth:`training`)."""
 
     def __init__(self, algo_class: type | None = None):
@@ -36,6 +37,17 @@ class VIMEConfig(PPOConfig):
         for name, value in vime.items():
             setattr(self, name, value)
         return self
+
+    @classmethod
+    def from_context(cls, hparams: VIMEHparams, ctx: RunContext) -> VIMEConfig:
+        """The registry's RL contract: the config that trains a run (its env, PPO settings, budget).
+
+        Also registers ``VIME`` with Tune, so ``tune.Tuner("VIME", param_space=config)`` works after a genlab run.
+        """
+        register()
+        config = make_ppo_config(ctx.env.id, ctx.ppo, num_envs=ctx.env.num_envs, seed=ctx.seed,
+                                 iterations=ctx.epochs, config_cls=cls)
+        return config.training(**hparams.model_dump())
 
     def vime_hparams(self) -> VIMEHparams:
         return VIMEHparams.model_validate({k: getattr(self, k) for k in VIME_FIELDS})
@@ -90,13 +102,3 @@ def register() -> None:
 
     register_trainable("VIME", VIME)
 
-
-def build_config(spec, workdir: Path) -> VIMEConfig:
-    """The registry's RL contract: a validated genlab run spec -> the RLlib config that trains it.
-
-    Also registers ``VIME`` with Tune, so ``tune.Tuner("VIME", param_space=config)`` works after a genlab run.
-    """
-    register()
-    config = make_ppo_config(spec.env.id, spec.ppo, num_envs=spec.env.num_envs, seed=spec.seed,
-                             iterations=spec.budget.epochs, config_cls=VIMEConfig)
-    return config.training(**spec.hparams)

@@ -18,8 +18,9 @@ cluster: it is built from its typed hyperparameters and the dataset's shape, and
 - ``extra_state()`` / ``load_extra_state()`` for anything else worth checkpointing (an EMA).
 
 What the platform must know *before* it builds the algorithm lives on the method's hyperparameter class
-(its ``config.py``, which imports pydantic only), as class variables of :class:`genlab.hparams.Hparams`:
-the metric names the method reports (``metrics``) and whether it trains on labels (``uses_labels``).
+(its ``hparams.py``, which imports pydantic only), as class variables of :class:`genlab.hparams.Hparams`:
+the metric names the method reports (``metrics``), its progress line (``progress``) and whether it trains on
+labels (``uses_labels``). Of its data it is told a :class:`genlab.context.DataContext` (shape, classes, name).
 
 A batch is a dict of tensors on the algorithm's device: ``x`` (images, N x C x H x W in [-1, 1]) and,
 for methods that use labels (semi-supervised), ``x_lab`` and ``y_lab``.
@@ -34,14 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What an algorithm may know of its data."""
-
-    shape: tuple[int, int, int]  # C, H, W
-    num_classes: int
-    name: str = ""
+from genlab.context import DataContext
 
 
 @dataclass(frozen=True)
@@ -53,7 +47,7 @@ class ImageGrid:
 
 
 class GenerativeAlgorithm(ABC):
-    def __init__(self, hparams, info: DataInfo, device: torch.device | str = "cpu"):
+    def __init__(self, hparams, info: DataContext, device: torch.device | str = "cpu"):
         self.hp = hparams
         self.info = info
         self.device = torch.device(device)

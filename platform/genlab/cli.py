@@ -161,6 +161,7 @@ def _where_next(storage: Path, uri: str, experiment: str, run_id: str | None = N
 
 
 def cmd_train(args) -> int:
+    from genlab import runners
     from genlab.runners import storage as run_storage
 
     spec = config.load_any(args.spec, args.overrides)
@@ -171,7 +172,7 @@ def cmd_train(args) -> int:
     storage = _storage(args.storage, uri)
     run_storage.check_can_start("run", storage, spec.name, args.resume)
     _start_ray(args.num_cpus)
-    result = registry.runner(spec.algorithm)(spec, storage_path=storage, resume=args.resume)
+    result = runners.fit(spec, storage_path=storage, resume=args.resume)
     print("\nFinal metrics:")
     for k in registry.metrics(spec.algorithm):
         if k in result.metrics:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from genlab.context import RunContext
 
 
 class Hparams(BaseModel):
@@ -13,8 +16,10 @@ class Hparams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metrics: ClassVar[tuple[str, ...]] = ()
-    """Every metric name the method reports. A sweep's metric is checked against these before Ray starts, and
-    the first ones present make the progress line."""
+    """Every metric name the method reports. A sweep's metric is checked against these before Ray starts."""
+    progress: ClassVar[tuple[str, ...]] = ()
+    """The metrics of the one-line progress report after each epoch or iteration, in order (those present are
+    shown). Empty: the runner's default (the first ``eval/*`` and ``loss/*`` metrics)."""
     uses_labels: ClassVar[bool] = False
     """Generative methods: whether training uses labels (batches then carry ``x_lab``/``y_lab`` and the spec
     may set ``data.labels_per_class``). Unsupervised methods get no labeled split."""
@@ -22,12 +27,12 @@ class Hparams(BaseModel):
     local_cpus: ClassVar[int] = 1
     """CPUs a local Ray needs to run the method at all (checked before Ray starts against ``--num-cpus``)."""
 
-    def check_run(self, run) -> list[str]:
-        """Problems that involve the rest of the run spec (``run``: a ``genlab.specs.RunSpec`` whose other sections
-        are already valid), one line each, starting with the field's path; none by default."""
+    def check(self, ctx: RunContext) -> list[str]:
+        """Problems between these settings and the rest of the run (its data, env, PPO settings, budget), one line
+        each, starting with the field's path (``hparams.<field>``); none by default."""
         return []
 
-    def check_files(self, run) -> list[str]:
+    def check_files(self, ctx: RunContext) -> list[str]:
         """Problems with files this machine must hold (e.g. pretrained weights the run reads), one line each starting
         with the field's path; none by default. Checked by the pre-flight (``genlab validate``, before Ray starts),
         like dataset files, not when a spec loads: a shipped spec stays valid on a machine without the file."""

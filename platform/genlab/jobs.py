@@ -27,11 +27,11 @@ EXCLUDES = [".git", ".venv", ".whl", "results", "mlflow.db", "mlartifacts", "dat
 
 
 def code_dirs() -> list[Path]:
-    """The packages a job ships as py_modules: genlab itself and the algorithms, wherever installed."""
-    import algorithms
-    import genlab
+    """The packages a job ships as py_modules: genlab itself and the algorithms, wherever installed (found, not
+    imported: the platform reaches methods only through the registry)."""
+    import importlib.util
 
-    return [Path(genlab.__file__).parent, Path(algorithms.__file__).parent]
+    return [Path(importlib.util.find_spec(p).origin).parent for p in ("genlab", "algorithms")]
 
 
 def runtime_env(working_dir: Path, env_vars: dict[str, str] | None = None) -> dict:

@@ -45,7 +45,7 @@ def load(run_id: str, uri: str | None = None):
     with tempfile.TemporaryDirectory() as d:
         path = tracking.client(uri).download_artifacts(run_id, "checkpoint/state.pt", d)
         state = torch.load(Path(path), map_location="cpu", weights_only=False)
-    algo = registry.impl_class(spec.algorithm)(spec.hparams_obj(), data.info(spec.data), "cpu")
+    algo = registry.algorithm_class(spec.algorithm)(spec.hparams_obj(), data.info(spec.data), "cpu")
     algo.load_state_dict(state["algo"])
     for net in algo.nets.values():
         net.eval()

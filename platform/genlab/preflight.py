@@ -16,16 +16,9 @@ from __future__ import annotations
 import copy
 import os
 
-from genlab import registry
+from genlab import datasets, registry
 from genlab.errors import SpecError
-from genlab.specs import Choice, DataSpec, ExpertSpec, RunSpec, SweepSpec, set_path
-
-TRAIN_SIZES = {"digits": 1500, "mnist": 60000, "svhn": 73257, "cifar10": 50000, "celeba": 162770}
-"""Training images of each dataset (digits: genlab's split of scikit-learn's 1797; celeba: the train partition of
-list_eval_partition.txt)."""
-MIN_CLASS_COUNTS = {"svhn": 4659, "cifar10": 5000}
-"""The fewest training images of any class, for datasets whose labels are costly to read (SVHN: digit 9;
-CIFAR-10 is balanced). MNIST's and digits' counts are read from their labels."""
+from genlab.specs import Choice, ExpertSpec, RunSpec, SweepSpec, set_path
 
 
 def on_cluster() -> bool:
@@ -52,14 +45,15 @@ def check(spec: RunSpec | SweepSpec | ExpertSpec, *, source: str, cluster: bool 
         problems += _resource_problems(run, num_cpus)
     if problems:
         raise SpecError(f"{source}: pre-flight:\n" + "\n".join(f"  {p}" for p in dict.fromkeys(problems)))
-    if cluster and run is not None and (run.data is not None and run.data.name != "digits" or run.demos is not None):
+    files = run is not None and run.data is not None and datasets.get(run.data.name).source.ships_with is None
+    if cluster and run is not None and (files or run.demos is not None):
         return ["on a cluster, dataset files and demonstrations are checked on the workers, not here"]
     return []
 
 
 def run_problems(spec: RunSpec, *, cluster: bool) -> list[str]:
     """What is wrong with running ``spec`` here (files, labels, batch size, demonstrations), one line each."""
-    method_files = [] if cluster else spec.hparams_obj().check_files(spec)
+    method_files = [] if cluster else spec.hparams_obj().check_files(spec.context())
     if spec.data is not None:
         return _data_problems(spec, cluster) + method_files
     if spec.demos is not None and not cluster:
@@ -68,44 +62,26 @@ def run_problems(spec: RunSpec, *, cluster: bool) -> list[str]:
 
 
 def _data_problems(spec: RunSpec, cluster: bool) -> list[str]:
-    from genlab import data
-
     d, problems = spec.data, []
-    if d.name != "digits" and not d.download and not cluster:
-        root = data.root(d)
-        missing = data.missing_files(d.name, root)
+    entry = datasets.get(d.name)
+    if not d.download and not cluster:
+        root = datasets.root_of(d.root)
+        missing = datasets.missing_files(d.name, root)
         if missing:
             problems.append(f"data.name: {d.name} not found under {root} (data.root, else $GENLAB_DATA, else "
                             f"~/.genlab/data); missing: {', '.join(map(str, missing))}. Set data.download: true "
-                            f"(needs a network), or {data.how_to_get(d.name, root)}")
+                            f"(needs a network), or {datasets.how_to_get(d.name, root)}")
             return problems
-    shard = TRAIN_SIZES[d.name] // spec.resources.num_workers
+    shard = entry.train_size // spec.resources.num_workers
     if d.batch_size > shard:
         problems.append(f"data.batch_size: {d.batch_size} is more than the {shard} training images of each worker's "
-                        f"shard ({TRAIN_SIZES[d.name]} / {spec.resources.num_workers} workers); lower data.batch_size")
+                        f"shard ({entry.train_size} / {spec.resources.num_workers} workers); lower data.batch_size")
     if d.labels_per_class is not None:
-        fewest = _min_class_count(d, cluster)
+        fewest = datasets.min_class_count(d.name, d.root, d.seed, read_files=not cluster)
         if fewest is not None and d.labels_per_class > fewest[1]:
             problems.append(f"data.labels_per_class: {d.labels_per_class} is more than {d.name}'s class {fewest[0]} "
                             f"has ({fewest[1]} training images); at most {fewest[1]}")
     return problems
-
-
-def _min_class_count(d: DataSpec, cluster: bool) -> tuple[str, int] | None:
-    """(class, count) of the class with the fewest training images, or None where it cannot be known here."""
-    import numpy as np
-
-    from genlab import data
-
-    if d.name == "digits":
-        counts = np.bincount(data.digits_train_labels(d.seed))
-    elif d.name == "mnist":
-        if cluster:
-            return None
-        counts = np.bincount(data.mnist_train_labels(data.root(d)))
-    else:
-        return ("9" if d.name == "svhn" else "any", MIN_CLASS_COUNTS[d.name])
-    return str(int(counts.argmin())), int(counts.min())
 
 
 def _demos_problems(spec: RunSpec) -> list[str]:

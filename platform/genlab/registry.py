@@ -7,9 +7,10 @@ Each entry names
 - ``kind``: ``"generative"`` (trained as Ray Train workers by ``genlab.runners.generative``) or ``"rl"``
   (an RLlib algorithm run by ``genlab.runners.rl``);
 - ``hparams``: the typed class of its hyperparameters (a ``genlab.hparams.Hparams``: imports no torch / Ray),
-  which also carries the metric names the method reports and whether it trains on labels;
-- ``impl``: generative: the algorithm class (a ``genlab.algorithm.GenerativeAlgorithm``); rl: a
-  ``build_config(spec, workdir) -> ray.rllib AlgorithmConfig`` function;
+  which also carries the metric names the method reports, its progress line and whether it trains on labels;
+- ``impl``: a class. Generative: the algorithm (a ``genlab.algorithm.GenerativeAlgorithm``, built from its
+  hyperparameters and a ``genlab.context.DataContext``); rl: its RLlib ``AlgorithmConfig`` subclass, whose
+  ``from_context(hparams, ctx)`` builds the config that trains a run from a ``genlab.context.RunContext``;
 - ``needs_demos``: an imitation method, whose run spec must name expert demonstrations;
 - ``uses_ppo``: an RL method built on PPO, whose run spec may carry a ``ppo:`` section.
 """
@@ -31,20 +32,15 @@ class Entry:
 
 
 ALGORITHMS: dict[str, Entry] = {
-    "improved_gan": Entry("generative", "algorithms.improved_gan.config:ImprovedGANConfig",
+    "improved_gan": Entry("generative", "algorithms.improved_gan.hparams:ImprovedGANHparams",
                           "algorithms.improved_gan.algorithm:ImprovedGAN"),
-    "infogan": Entry("generative", "algorithms.infogan.config:InfoGANConfig", "algorithms.infogan.algorithm:InfoGAN"),
-    "iaf_vae": Entry("generative", "algorithms.iaf_vae.config:IAFVAEConfig", "algorithms.iaf_vae.algorithm:IAFVAE"),
-    "gail": Entry("rl", "algorithms.gail.config:GAILHparams", "algorithms.gail.rllib:build_config",
+    "infogan": Entry("generative", "algorithms.infogan.hparams:InfoGANHparams", "algorithms.infogan.algorithm:InfoGAN"),
+    "iaf_vae": Entry("generative", "algorithms.iaf_vae.hparams:IAFVAEHparams", "algorithms.iaf_vae.algorithm:IAFVAE"),
+    "gail": Entry("rl", "algorithms.gail.hparams:GAILHparams", "algorithms.gail.rllib:GAILConfig",
                   needs_demos=True, uses_ppo=True),
-    "vime": Entry("rl", "algorithms.vime.config:VIMEHparams", "algorithms.vime.rllib:build_config", uses_ppo=True),
-    "bc": Entry("rl", "algorithms.bc.config:BCHparams", "algorithms.bc.algorithm:build_config", needs_demos=True),
+    "vime": Entry("rl", "algorithms.vime.hparams:VIMEHparams", "algorithms.vime.rllib:VIMEConfig", uses_ppo=True),
+    "bc": Entry("rl", "algorithms.bc.hparams:BCHparams", "algorithms.bc.rllib:BCRunConfig", needs_demos=True),
 }
-
-RUNNERS = {"generative": "genlab.runners.generative:fit", "rl": "genlab.runners.rl:fit"}
-"""How each kind of algorithm is trained: fit(spec, *, storage_path, run_key=None, mlflow_tags=None, in_tune=False)
-returning an object with ``.metrics`` (the last report) and ``.mlflow_run_id``."""
-
 
 def names() -> list[str]:
     return sorted(ALGORITHMS)
@@ -63,16 +59,29 @@ def load(ref: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def runner(name: str):
-    """The fit function that trains algorithm ``name`` (Ray Train for generative methods, RLlib for RL)."""
-    return load(RUNNERS[entry(name).kind])
-
-
 def hparams_class(name: str):
     return load(entry(name).hparams)
 
 
-def impl_class(name: str):
+def algorithm_class(name: str):
+    """A generative method's ``GenerativeAlgorithm`` subclass."""
+    e = entry(name)
+    if e.kind != "generative":
+        raise KeyError(f"{name} is an RL method: it has an RLlib config (rllib_config), not an algorithm class")
+    return load(e.impl)
+
+
+def rllib_config(name: str, hparams, ctx):
+    """An RL method's RLlib ``AlgorithmConfig`` for a run: ``<its config class>.from_context(hparams, ctx)``."""
+    e = entry(name)
+    if e.kind != "rl":
+        raise KeyError(f"{name} is a generative method: it has an algorithm class (algorithm_class), not an RLlib "
+                       "config")
+    return load(e.impl).from_context(hparams, ctx)
+
+
+def impl_class(name: str) -> type:
+    """The class the registry names for ``name`` (generative: the algorithm; rl: the RLlib config class)."""
     return load(entry(name).impl)
 
 
@@ -83,6 +92,17 @@ def metrics(name: str) -> tuple[str, ...]:
         from genlab.rl.metrics import RUNNER_METRICS
 
         return RUNNER_METRICS + tuple(m for m in own if m not in RUNNER_METRICS)
+    return own
+
+
+def progress(name: str) -> tuple[str, ...]:
+    """The metrics of the method's one-line progress report (those present are shown, at most six): its
+    ``Hparams.progress``; for RL methods after the runner's evaluation and env return."""
+    own = tuple(hparams_class(name).progress)
+    if entry(name).kind == "rl":
+        from genlab.rl.metrics import RUNNER_PROGRESS
+
+        return RUNNER_PROGRESS + own
     return own
 
 

@@ -24,16 +24,14 @@ from pydantic import (
     model_validator,
 )
 
-from genlab import registry
+from genlab import datasets, registry
+from genlab.context import DemosContext, EnvContext, RunContext
 from genlab.errors import SpecError, format_errors
 from genlab.rl.hparams import PPOHparams
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-DATA_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "svhn": (3, 32, 32), "cifar10": (3, 32, 32),
-               "celeba": (3, 64, 64)}
-"""Image shape (C, H, W) of each dataset, known before any file is read (genlab.data checks it on load)."""
-UNLABELED_DATASETS = frozenset({"celeba"})
-"""Datasets without class labels (their labels read -1): methods that train on labels refuse them."""
+DatasetName = Literal[datasets.names()]
+"""A name in the dataset catalogue (genlab.datasets)."""
 
 
 class Strict(BaseModel):
@@ -46,8 +44,9 @@ class Strict(BaseModel):
 
 
 class DataSpec(Strict):
-    name: Literal["digits", "mnist", "svhn", "cifar10", "celeba"] = "digits"
-    """Dataset. `digits` ships with scikit-learn (no network); the others load from `root` (celeba: no labels)."""
+    name: DatasetName = "digits"
+    """Dataset (genlab.datasets). `digits` ships with scikit-learn (no network); the others load from `root`
+    (celeba: no labels)."""
     root: str | None = None
     """Folder holding the dataset files; default $GENLAB_DATA or ~/.genlab/data."""
     download: bool = False
@@ -185,8 +184,8 @@ class RunSpec(Strict):
             if self.data.labels_per_class is not None and not registry.uses_labels(self.algorithm):
                 problems.append(f"data.labels_per_class: {self.algorithm} is unsupervised and uses no labels; "
                                 "remove labels_per_class")
-            if self.data.name in UNLABELED_DATASETS and registry.uses_labels(self.algorithm):
-                labeled = ", ".join(n for n in DATA_SHAPES if n not in UNLABELED_DATASETS)
+            if not datasets.get(self.data.name).labeled and registry.uses_labels(self.algorithm):
+                labeled = ", ".join(n for n, d in datasets.CATALOGUE.items() if d.labeled)
                 problems.append(f"data.name: {self.data.name} has no class labels, but {self.algorithm} trains on "
                                 f"labels; choose one of {labeled}")
         else:
@@ -198,7 +197,7 @@ class RunSpec(Strict):
                 problems.append(f"demos: {self.algorithm} imitates an expert; set demos: {{path: <folder written "
                                 "by genlab expert>}}")
         if not problems:
-            problems = self.hparams_obj().check_run(self)
+            problems = self.hparams_obj().check(self.context())
         if problems:
             raise SpecError("\n".join(problems))
         return self
@@ -215,6 +214,15 @@ class RunSpec(Strict):
     def hparams_obj(self) -> BaseModel:
         """The hyperparameters as the algorithm's own typed object."""
         return registry.hparams_class(self.algorithm).model_validate(self.hparams)
+
+    def context(self, workdir: Path | None = None) -> RunContext:
+        """What the method is told of this run (genlab.context): never the spec itself."""
+        data = datasets.context(self.data.name) if self.data is not None else None
+        env = EnvContext(self.env.id, self.env.num_envs) if self.env is not None else None
+        demos = (DemosContext(str(Path(self.demos.path).expanduser().resolve()), self.demos.num_trajectories)
+                 if self.demos is not None else None)
+        return RunContext(seed=self.seed, epochs=self.budget.epochs, eval_every=self.budget.eval_every, data=data,
+                          env=env, demos=demos, ppo=self.ppo, workdir=workdir)
 
     def with_absolute_paths(self) -> RunSpec:
         """A copy whose local paths (``demos.path``, ``data.root``) are absolute, resolved against the current

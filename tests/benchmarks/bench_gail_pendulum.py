@@ -70,7 +70,7 @@ def run_seed(spec_path: Path, seed: int, demos: Path, budget_steps: int, overrid
             algo = make_ppo_config(ENV, spec.ppo, num_envs=spec.env.num_envs, seed=seed,
                                    iterations=iterations).build_algo()
         else:
-            algo = registry.impl_class(spec.algorithm)(spec, Path(workdir)).build_algo()
+            algo = registry.rllib_config(spec.algorithm, spec.hparams_obj(), spec.context(Path(workdir))).build_algo()
         curve = []
         try:
             for it in range(1, iterations + 1):

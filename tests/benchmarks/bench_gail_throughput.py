@@ -34,7 +34,7 @@ def quick_demos(env: str, out: Path) -> Path:
 def main() -> None:
     import ray
 
-    from algorithms.gail.config import GAILHparams
+    from algorithms.gail.hparams import GAILHparams
     from algorithms.gail.rllib import GAILConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -33,7 +33,7 @@ def time_steps(spec_dict: dict, steps: int, threads: int, device: str) -> dict:
     spec = config.run_from_dict(spec_dict)
     ds = data.load(spec.data)
     torch.manual_seed(spec.seed)
-    algo = registry.impl_class(spec.algorithm)(spec.hparams_obj(), ds.info, device)
+    algo = registry.algorithm_class(spec.algorithm)(spec.hparams_obj(), ds.info, device)
     labels = registry.uses_labels(spec.algorithm)
     stream = _endless(ds, spec, device, labels)
     algo.initialize(next(stream))

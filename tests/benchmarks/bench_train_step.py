@@ -31,7 +31,7 @@ def time_steps(spec_dict: dict, steps: int, threads: int) -> dict:
     spec = config.run_from_dict(spec_dict)
     ds = data.load(spec.data)
     torch.manual_seed(spec.seed)
-    algo = registry.impl_class(spec.algorithm)(spec.hparams_obj(), ds.info, "cpu")
+    algo = registry.algorithm_class(spec.algorithm)(spec.hparams_obj(), ds.info, "cpu")
     stream = _endless(ds, spec)
     algo.initialize(next(stream))
     for _ in range(5):

@@ -23,7 +23,7 @@ from genlab.rl.ppo import make_ppo_config
 def main() -> None:
     import ray
 
-    from algorithms.vime.config import VIMEHparams
+    from algorithms.vime.hparams import VIMEHparams
     from algorithms.vime.rllib import VIMEConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

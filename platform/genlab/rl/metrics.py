@@ -5,6 +5,8 @@ from __future__ import annotations
 RUNNER_METRICS = ("eval/true_return", "eval/normalized_score", "env/episode_return_mean", "env/episode_len_mean")
 """Reported for every RL run by the runner: greedy evaluation (true env return; random = 0, expert = 1 when the
 run has demonstrations) and the env runners' own episode statistics (the true return, never a surrogate)."""
+RUNNER_PROGRESS = RUNNER_METRICS[:3]
+"""What every RL run's progress line starts with (a method's ``Hparams.progress`` follows)."""
 
 _POLICY_LOSSES = ("policy_loss", "vf_loss", "entropy", "mean_kl_loss")
 _SKIP = ("num_", "gradients_", "module_train_batch", "weights_seq_no", "diff_num_grad_updates", "curr_",

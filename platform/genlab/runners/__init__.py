@@ -1,6 +1,27 @@
 """The runners: how a validated spec is trained, side by side, each reaching methods only through the registry.
 
 - ``generative``: Ray Train (``TorchTrainer``) drives a ``GenerativeAlgorithm`` on each worker;
-- ``rl``: an RLlib algorithm built by the method's ``build_config``, iteration by iteration; PPO experts;
-- ``sweep``: Ray Tune + Optuna + ASHA over either kind, one MLflow parent run.
+- ``rl``: an RLlib algorithm built from the method's config class, iteration by iteration; PPO experts;
+- ``sweep`` and ``study``: Ray Tune over either kind (``trials``: the Tune driver they share), one MLflow parent run;
+- ``storage``: where results live and when a name is taken.
+
+:func:`fit` trains one run spec with the runner of its kind.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_tags: dict[str, str] | None = None,
+        in_tune: bool = False, resume: bool = False):
+    """Train ``spec`` with its kind's runner (Ray Train for generative methods, RLlib for RL); returns its
+    ``RunResult`` (the last report's metrics, the history, the MLflow run id)."""
+    from genlab import registry
+
+    if registry.entry(spec.algorithm).kind == "generative":
+        from genlab.runners import generative as runner
+    else:
+        from genlab.runners import rl as runner
+    return runner.fit(spec, storage_path=storage_path, run_key=run_key, mlflow_tags=mlflow_tags, in_tune=in_tune,
+                      resume=resume)

@@ -94,7 +94,7 @@ def train_loop_per_worker(cfg: dict) -> None:
 
     ds = data.load(spec.data)
     torch.manual_seed(spec.seed)  # identical initial weights on every rank
-    algo = registry.impl_class(spec.algorithm)(spec.hparams_obj(), ds.info, device)
+    algo = registry.algorithm_class(spec.algorithm)(spec.hparams_obj(), ds.info, device)
     algo.set_evaluation_data(lambda: (ds.to_float(ds.train_x), ds.train_y))  # converted only if the method asks
     batch_args = dict(batch_size=spec.data.batch_size, seed=spec.seed, rank=rank, world_size=world,
                       steps=spec.budget.steps_per_epoch, device=device, labels=registry.uses_labels(spec.algorithm))
@@ -120,7 +120,7 @@ def train_loop_per_worker(cfg: dict) -> None:
                      TAG_TRAIN_CONTROLLER: controller})
         if checkpoint is None:
             _log_datasets(logger, spec, ds)
-    shown = [m for m in registry.metrics(spec.algorithm) if m.startswith(("eval/", "loss/"))]
+    shown = registry.progress(spec.algorithm)
     b = spec.budget
     with logger.system_metrics(spec.tracking.system_metrics) if logger is not None else contextlib.nullcontext():
         for epoch in range(start_epoch, b.epochs + 1):

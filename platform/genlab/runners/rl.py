@@ -1,6 +1,6 @@
 """RL runs: an RLlib algorithm iteration by iteration with true-return evaluation, and PPO experts.
 
-``fit(spec)`` builds the method's RLlib config through the registry (``build_config(spec, workdir)``), trains
+``fit(spec)`` builds the method's RLlib config through the registry (from the run's context), trains
 ``budget.epochs`` iterations, rolls the greedy policy out on the real env every ``budget.eval_every``
 (``eval/true_return``; with demonstrations also ``eval/normalized_score``: random = 0, expert = 1), checkpoints
 and logs to MLflow. ``expert(spec)`` trains PPO to a target return and records demonstrations (``genlab expert``).
@@ -71,7 +71,7 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
                             resume_tag=(tracking.TAG_RUN_KEY, str(workdir)) if resume or in_tune else None,
                             close=not in_tune) as run:
         run.tags(tracking.placement())  # the RLlib algorithm (learner + local env runner) runs in this process
-        algo = registry.impl_class(spec.algorithm)(spec, workdir).build_algo()
+        algo = registry.rllib_config(spec.algorithm, spec.hparams_obj(), spec.context(workdir)).build_algo()
         ckpt = workdir / "checkpoint"
         history: list[dict] = []
         start = 1
@@ -93,8 +93,7 @@ def _iterations(spec, algo, run: tracking.RunLogger, meta: dict, history: list[d
                 in_tune: bool) -> None:
     """Train from iteration ``start`` to the budget: evaluate, log, checkpoint, report to Tune when in a sweep."""
     b = spec.budget
-    shown = [m for m in registry.metrics(spec.algorithm) if m.startswith(("env/", "eval/"))][:3]
-    shown += [m for m in registry.hparams_class(spec.algorithm).metrics if not m.startswith("loss/")][:1]
+    shown = registry.progress(spec.algorithm)
     last_eval: dict[str, float] = {}
     for it in range(start, b.epochs + 1):
         t0 = time.perf_counter()

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab import config, errors, registry, tracking
+from genlab import config, errors, runners, tracking
 from genlab.runners import storage
 from genlab.runners.sweep import _close_trial_runs, trial_resources
 from genlab.studies import StudySpec
@@ -48,7 +48,7 @@ def _trial(trial_config: dict, *, arms: dict, study: str, parent_run_id: str, tr
     trial_id = tune.get_context().get_trial_id()
     tags = {tracking.TAG_PARENT: parent_run_id, tracking.TAG_TRIAL: trial_id, TAG_STUDY: study, TAG_ARM: arm,
             TAG_SEED: str(seed), TAG_CLAIMS: ",".join(arms[arm]["claims"])}
-    registry.runner(spec.algorithm)(spec, storage_path=train_storage, run_key=trial_id, in_tune=True,
+    runners.fit(spec, storage_path=train_storage, run_key=trial_id, in_tune=True,
                                     mlflow_tags=tags)
 
 

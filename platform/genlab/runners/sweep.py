@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab import config, errors, ray_compat, registry, tracking
+from genlab import config, errors, ray_compat, registry, runners, tracking
 from genlab.errors import SpecError
 from genlab.runners import generative, storage
 from genlab.specs import Choice, IntRange, LogUniform, SweepSpec, Uniform, set_path
@@ -90,7 +90,7 @@ def _trial(trial_config: dict, *, base: dict, sweep: str, parent_run_id: str, tr
     raw["name"] = f"{sweep}-{trial_id}"
     spec = config.run_from_dict(raw, source=f"trial {trial_id}")
     tags = {tracking.TAG_PARENT: parent_run_id, tracking.TAG_TRIAL: trial_id, tracking.TAG_SWEEP: sweep}
-    registry.runner(spec.algorithm)(spec, storage_path=train_storage, run_key=trial_id, in_tune=True,
+    runners.fit(spec, storage_path=train_storage, run_key=trial_id, in_tune=True,
                                     mlflow_tags=tags)
 
 

@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
+from genlab.context import RunContext
 from genlab.hparams import Hparams
 from genlab.rl.hparams import PPO_METRICS
 
@@ -28,6 +29,7 @@ class GAILHparams(Hparams):
         f"{DISC_ID}/loss", f"{DISC_ID}/expert_acc", f"{DISC_ID}/policy_acc", f"{DISC_ID}/expert_prob",
         f"{DISC_ID}/policy_prob", f"{DISC_ID}/reward_mean", f"{DISC_ID}/raw_reward_mean",
         f"{DISC_ID}/grad_penalty", f"{DISC_ID}/gate_acc") + PPO_METRICS
+    progress: ClassVar[tuple[str, ...]] = (f"{DISC_ID}/loss",)
 
     disc_lr: PositiveFloat = 3e-4
     """Adam learning rate of the discriminator D."""
@@ -60,8 +62,8 @@ class GAILHparams(Hparams):
     freeze_discriminator: bool = False
     """Ablation: D keeps its random initialisation and is never trained (rewards still come from it)."""
 
-    def check_run(self, run) -> list[str]:
-        minibatches = run.ppo.minibatches_per_iteration()
+    def check(self, ctx: RunContext) -> list[str]:
+        minibatches = ctx.ppo.minibatches_per_iteration()
         if self.disc_steps > minibatches:
             return [f"hparams.disc_steps: {self.disc_steps} is more than the {minibatches} PPO minibatches of an "
                     "iteration (ppo.num_epochs × ppo.train_batch_size / ppo.minibatch_size), which bound D's steps; "

@@ -17,21 +17,22 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
+from genlab.context import RunContext
 from genlab.errors import SpecError
 from genlab.hparams import Hparams
 
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 """A float in [0, 1)."""
 
-EVAL_METRICS = ("eval/log_px", "eval/elbo", "eval/kl", "eval/recon", "eval/bits_per_dim", "eval/elbo_bits_per_dim")
-TRAIN_METRICS = ("loss/objective", "loss/neg_elbo", "loss/recon", "loss/kl", "loss/bits_per_dim")
 MAX_EVAL_SAMPLES = 10_000
 
 
-class IAFVAEConfig(Hparams):
-    metrics: ClassVar[tuple[str, ...]] = (  # the first six eval/loss names make the progress line
+class IAFVAEHparams(Hparams):
+    metrics: ClassVar[tuple[str, ...]] = (
         "eval/log_px", "eval/elbo", "eval/kl", "eval/bits_per_dim", "loss/neg_elbo", "loss/kl",
         "eval/recon", "eval/elbo_bits_per_dim", "loss/objective", "loss/recon", "loss/bits_per_dim")
+    progress: ClassVar[tuple[str, ...]] = ("eval/log_px", "eval/elbo", "eval/kl", "eval/bits_per_dim",
+                                           "loss/neg_elbo", "loss/kl")
     uses_labels: ClassVar[bool] = False
 
     arch: Literal["mlp", "conv", "resnet"] = "mlp"
@@ -90,7 +91,7 @@ class IAFVAEConfig(Hparams):
     """bernoulli: seed of the fixed binarization of the test images (training draws a fresh one every step)."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> IAFVAEConfig:
+    def _consistent(self) -> IAFVAEHparams:
         """Problems between fields, one line each starting with the field (a SpecError keeps the field's path)."""
         problems = []
         if self.free_bits_groups is not None and self.arch == "resnet":
@@ -107,11 +108,9 @@ class IAFVAEConfig(Hparams):
             raise SpecError("\n".join(problems))
         return self
 
-    def check_run(self, run) -> list[str]:
+    def check(self, ctx: RunContext) -> list[str]:
         """The resnet model halves the image once in its input convolution and once per later level."""
-        from genlab.specs import DATA_SHAPES
-
-        _, h, w = DATA_SHAPES[run.data.name]
+        _, h, w = ctx.data.shape
         levels = len(self.res_levels)
         if self.arch != "resnet" or (h % 2**levels == 0 and w % 2**levels == 0):
             return []
@@ -120,4 +119,4 @@ class IAFVAEConfig(Hparams):
             most += 1
         fix = f"use at most {most} levels (a shorter res_levels)" if most else "use arch conv or mlp"
         return [f"hparams.res_levels: {levels} levels halve the image {levels} times, so its height and width must be "
-                f"multiples of {2**levels}; {run.data.name} is {h}x{w}: {fix}"]
+                f"multiples of {2**levels}; {ctx.data.name} is {h}x{w}: {fix}"]

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from genlab.context import RunContext
 from genlab.hparams import Hparams
 
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -49,8 +50,9 @@ class LatentCodes(BaseModel):
         return self
 
 
-class InfoGANConfig(Hparams):
+class InfoGANHparams(Hparams):
     metrics: ClassVar[tuple[str, ...]] = EVAL_METRICS + TRAIN_METRICS
+    progress: ClassVar[tuple[str, ...]] = tuple(m for m in metrics if m.startswith(("eval/", "loss/")))
     uses_labels: ClassVar[bool] = False
 
     codes: LatentCodes = Field(default_factory=LatentCodes)
@@ -85,15 +87,13 @@ class InfoGANConfig(Hparams):
     eval_samples: PositiveInt = 2000
     """Generated samples that estimate the MI bound at each evaluation."""
 
-    def check_run(self, run) -> list[str]:
+    def check(self, ctx: RunContext) -> list[str]:
         """The conv nets halve the image size 2 (mnist) or 4 (color) times in G's upsampling path."""
-        from genlab.specs import DATA_SHAPES
-
-        name = run.data.name
-        _, h, w = DATA_SHAPES[name]
+        name = ctx.data.name
+        _, h, w = ctx.data.shape
         need = ARCH_MULTIPLE.get(self.arch)
         if need and (h % need or w % need):
-            fits = [n for n, (_, hh, ww) in DATA_SHAPES.items() if hh % need == 0 and ww % need == 0]
+            fits = [n for n, (_, hh, ww) in ctx.data.shapes.items() if hh % need == 0 and ww % need == 0]
             return [f"hparams.arch: {self.arch} nets need images whose height and width are multiples of {need} "
                     f"(G doubles its grid {need.bit_length() - 1} times); {name} is {h}x{w}: use arch mlp, or one "
                     f"of the datasets {', '.join(fits)}"]

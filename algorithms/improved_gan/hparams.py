@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from algorithms.common import inception_weights
+from genlab.context import RunContext
 from genlab.hparams import Hparams
 
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -49,10 +50,11 @@ ABLATIONS = {
 historical averaging."""
 
 
-class ImprovedGANConfig(Hparams):
+class ImprovedGANHparams(Hparams):
     metrics: ClassVar[tuple[str, ...]] = (EVAL_METRICS[:1] + CLASSIFIER_SCORE_METRICS[:2] + INCEPTION_METRICS[:2]
                                           + EVAL_METRICS[1:] + TRAIN_METRICS + OPTIONAL_TRAIN_METRICS
                                           + CLASSIFIER_SCORE_METRICS[2:] + INCEPTION_METRICS[2:])
+    progress: ClassVar[tuple[str, ...]] = tuple(m for m in metrics if m.startswith(("eval/", "loss/")))
     uses_labels: ClassVar[bool] = True
 
     arch: Literal["mlp", "conv"] = "mlp"
@@ -153,7 +155,7 @@ class ImprovedGANConfig(Hparams):
     def _expand(cls, v: str | None) -> str | None:
         return inception_weights.expand(v) if v else v
 
-    def resolved(self) -> ImprovedGANConfig:
+    def resolved(self) -> ImprovedGANHparams:
         """The settings the algorithm trains with: ``ablation``'s variant applied to the spec's full model."""
         if self.ablation is None:
             return self
@@ -162,20 +164,19 @@ class ImprovedGANConfig(Hparams):
             changes["hist_avg_weight"] = 0.0
         return self.model_copy(update=changes)
 
-    def check_run(self, run) -> list[str]:
+    def check(self, ctx: RunContext) -> list[str]:
         """The score cadence must fit the budget, so that the last model is scored."""
         problems = []
-        b = run.budget
         if self.sample_scores and self.score_every:
-            if self.score_every % b.eval_every:
+            if self.score_every % ctx.eval_every:
                 problems.append(f"hparams.score_every: {self.score_every} is not a multiple of budget.eval_every "
-                                f"({b.eval_every}); samples are scored at evaluations only")
-            if b.epochs % self.score_every:
-                problems.append(f"hparams.score_every: {self.score_every} does not divide budget.epochs ({b.epochs}), "
-                                "so the last model would not be scored; choose a divisor")
+                                f"({ctx.eval_every}); samples are scored at evaluations only")
+            if ctx.epochs % self.score_every:
+                problems.append(f"hparams.score_every: {self.score_every} does not divide budget.epochs "
+                                f"({ctx.epochs}), so the last model would not be scored; choose a divisor")
         return problems
 
-    def check_files(self, run) -> list[str]:
+    def check_files(self, ctx: RunContext) -> list[str]:
         """The Inception weights file must exist on this machine before anything starts."""
         if "inception" in self.sample_scores:
             problem = inception_weights.problem(self.inception_weights)
@@ -184,7 +185,7 @@ class ImprovedGANConfig(Hparams):
         return []
 
     @model_validator(mode="after")
-    def _consistent(self) -> ImprovedGANConfig:
+    def _consistent(self) -> ImprovedGANHparams:
         if self.arch == "mlp" and not self.d_hidden:
             raise ValueError("d_hidden: the mlp discriminator needs at least one hidden layer (its features)")
         if self.arch == "mlp" and not self.g_hidden:

@@ -1,5 +1,5 @@
 """Hyperparameters of VIME (Houthooft et al. 2016, arXiv 1605.09674). Imports pydantic only (and gymnasium to
-check the run's env).
+check the run's env's spaces).
 
 The policy step is PPO (the paper's is TRPO), whose settings are the run spec's ``ppo:`` section
 (``genlab.rl.hparams.PPOHparams``). Defaults follow the reference code (openai/vime) where it fits PPO.
@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from genlab.context import EnvContext, RunContext
 from genlab.hparams import Hparams
 from genlab.rl.hparams import PPO_METRICS
 
@@ -27,6 +28,7 @@ class VIMEHparams(Hparams):
         f"{INTRINSIC}/bonus_mean", f"{INTRINSIC}/ig_mean", f"{INTRINSIC}/ig_median", f"{INTRINSIC}/ratio",
         f"{INTRINSIC}/eta", f"{BNN_ID}/loss", f"{BNN_ID}/nll", f"{BNN_ID}/kl", f"{BNN_ID}/reward_mean",
     ) + PPO_METRICS
+    progress: ClassVar[tuple[str, ...]] = (f"{INTRINSIC}/bonus_mean",)
 
     eta: NonNegativeFloat = 1e-4
     """Weight η of the bonus: r + η · IG / (running median of IG); 0 = plain PPO (the BNN still trains)."""
@@ -60,27 +62,22 @@ class VIMEHparams(Hparams):
     normalize_window: PositiveInt = 10
     """IG is divided by the mean of the per-iteration IG medians of this many last iterations (openai/vime)."""
 
-    def check_run(self, run) -> list[str]:
+    def check(self, ctx: RunContext) -> list[str]:
         problems = []
-        minibatches = run.ppo.minibatches_per_iteration()
+        minibatches = ctx.ppo.minibatches_per_iteration()
         if self.bnn_updates > minibatches:
             problems.append(
                 f"hparams.bnn_updates: {self.bnn_updates} is more than the {minibatches} PPO minibatches of an "
                 "iteration (ppo.num_epochs × ppo.train_batch_size / ppo.minibatch_size), which bound the BNN's "
                 "steps; lower bnn_updates or raise ppo.num_epochs")
-        problems += _check_env(run.env.id)
-        return problems
+        return problems + _check_env(ctx.env)
 
 
-def _check_env(env_id: str) -> list[str]:
+def _check_env(env: EnvContext) -> list[str]:
     """VIME models p(s'|s, a) with an MLP: a flat Box observation and a Box or Discrete action."""
     import gymnasium as gym
 
-    import genlab.envs  # noqa: F401  (genlab's env ids)
-
-    env = gym.make(env_id)
-    obs_space, act_space = env.observation_space, env.action_space
-    env.close()
+    env_id, (obs_space, act_space) = env.id, env.spaces
     problems = []
     if not isinstance(obs_space, gym.spaces.Box):
         problems.append(f"env.id: {env_id} has a {type(obs_space).__name__} observation space; VIME's dynamics model "
