@@ -76,13 +76,13 @@ class GAILLearner(AuxiliaryModules, PPOTorchLearner):
             # The policy acts in [-1, 1] and RLlib rescales to [low, high] for the env: compare in policy space.
             actions = normalize_action(actions, act_space)
         # np.array copies: the arrays pandas hands out are read-only, which torch warns about.
-        self.expert_obs = torch.as_tensor(np.array(obs, dtype=np.float32), device=self._device)
-        self.expert_actions = torch.as_tensor(np.array(actions), device=self._device)
+        self.expert_obs = torch.as_tensor(np.array(obs, dtype=np.float32), device=self.device)
+        self.expert_actions = torch.as_tensor(np.array(actions), device=self.device)
         disc.set_input_stats(self.expert_obs, self.expert_actions)
 
     def sample_expert(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n expert (obs, action) pairs drawn uniformly with replacement."""
-        idx = torch.randint(len(self.expert_obs), (n,), device=self._device)
+        idx = torch.randint(len(self.expert_obs), (n,), device=self.device)
         return self.expert_obs[idx], self.expert_actions[idx]
 
     def sample_policy(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:

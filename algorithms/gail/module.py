@@ -12,6 +12,8 @@ from ray.rllib.core import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
+from genlab.rl.auxiliary import clip_actions, register_action_bounds, safe_std
+
 LOGITS = "logits"
 
 
@@ -40,7 +42,7 @@ class RunningStats(nn.Module):
 
     @property
     def std(self) -> torch.Tensor:
-        return _safe(self.var.sqrt())
+        return safe_std(self.var.sqrt())
 
 
 class Discriminator(TorchRLModule):
@@ -73,9 +75,7 @@ class Discriminator(TorchRLModule):
         self.register_buffer("in_std", torch.ones(features))
         self.expert_stats, self.policy_stats = RunningStats(features), RunningStats(features)
         self.reward_stats = RunningStats(1)
-        low, high = self.model_config.get("action_low"), self.model_config.get("action_high")
-        self.register_buffer("act_low", _bound(low, -np.inf, act_dim), persistent=False)
-        self.register_buffer("act_high", _bound(high, np.inf, act_dim), persistent=False)
+        register_action_bounds(self, act_dim)
 
     @property
     def discrete(self) -> bool:
@@ -102,11 +102,11 @@ class Discriminator(TorchRLModule):
         else:
             mean, var = e.mean, e.var
         self.in_mean.copy_(mean)
-        self.in_std.copy_(_safe(var.sqrt()))
+        self.in_std.copy_(safe_std(var.sqrt()))
 
     def _features(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         obs = obs.flatten(1).float()
-        return obs if self.discrete else torch.cat([obs, self._clip(actions.flatten(1).float())], dim=-1)
+        return obs if self.discrete else torch.cat([obs, clip_actions(self, actions.flatten(1).float())], dim=-1)
 
     def inputs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """D's input: standardized concat(obs, clipped action), or standardized obs + one-hot action."""
@@ -124,17 +124,3 @@ class Discriminator(TorchRLModule):
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         raise NotImplementedError("the discriminator is learner-only: call forward_train() or logits()")
-
-    def _clip(self, actions: torch.Tensor) -> torch.Tensor:
-        return torch.maximum(torch.minimum(actions, self.act_high), self.act_low)
-
-
-def _bound(value: Any, default: float, dim: int) -> torch.Tensor:
-    if value is None:
-        return torch.full((dim,), default)
-    return torch.as_tensor(np.broadcast_to(np.asarray(value, np.float32), (dim,)).copy())
-
-
-def _safe(std: torch.Tensor) -> torch.Tensor:
-    """Constant features get std 1."""
-    return torch.where(std > 1e-6, std, torch.ones_like(std))

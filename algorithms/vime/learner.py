@@ -64,7 +64,7 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
     def build(self) -> None:
         super().build()
         bnn: BayesianDynamics = self.module[BNN_ID].unwrapped()
-        self.pool = ReplayPool(self.config.replay_pool_size, bnn.in_dim, bnn.obs_dim, self._device)
+        self.pool = ReplayPool(self.config.replay_pool_size, bnn.in_dim, bnn.obs_dim, self.device)
         self.ig_medians: deque[float] = deque(maxlen=self.config.normalize_window)
         self.bonus_iterations = 0
         connectors.install(self, connectors.ModuleReward(module_id=BNN_ID, reward_fn=self._bonus, mode="add",

@@ -23,6 +23,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
 from algorithms.vime import objective
+from genlab.rl.auxiliary import clip_actions, register_action_bounds, safe_std
 
 IG_CHUNK_FLOATS = 2**24
 """Bound on the per-draw, per-transition weight gradients held at once by the information gain (64 MB of float32):
@@ -59,9 +60,7 @@ class BayesianDynamics(TorchRLModule):
         self.register_buffer("in_std", torch.ones(self.in_dim))
         self.register_buffer("out_mean", torch.zeros(self.obs_dim))
         self.register_buffer("out_std", torch.ones(self.obs_dim))
-        low, high = self.model_config.get("action_low"), self.model_config.get("action_high")
-        self.register_buffer("act_low", _bound(low, -np.inf, self.act_dim), persistent=False)
-        self.register_buffer("act_high", _bound(high, np.inf, self.act_dim), persistent=False)
+        register_action_bounds(self, self.act_dim)
 
     @property
     def discrete(self) -> bool:
@@ -73,7 +72,7 @@ class BayesianDynamics(TorchRLModule):
         if self.discrete:
             act = F.one_hot(actions.long(), self.act_dim).float()
         else:
-            act = torch.maximum(torch.minimum(actions.flatten(1).float(), self.act_high), self.act_low)
+            act = clip_actions(self, actions.flatten(1).float())
         return torch.cat([obs.flatten(1).float(), act], dim=-1)
 
     @torch.no_grad()
@@ -84,9 +83,9 @@ class BayesianDynamics(TorchRLModule):
             in_mean, in_std = in_mean.clone(), in_std.clone()
             in_mean[self.obs_dim:], in_std[self.obs_dim:] = 0.0, 1.0
         self.in_mean.copy_(in_mean)
-        self.in_std.copy_(torch.where(in_std > 1e-6, in_std, torch.ones_like(in_std)))
+        self.in_std.copy_(safe_std(in_std))
         self.out_mean.copy_(out_mean)
-        self.out_std.copy_(torch.where(out_std > 1e-6, out_std, torch.ones_like(out_std)))
+        self.out_std.copy_(safe_std(out_std))
 
     def standardize(self, raw_inputs: torch.Tensor, deltas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, y): the standardized input concat(s, a) and target s' − s."""
@@ -207,8 +206,3 @@ class BayesianDynamics(TorchRLModule):
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         raise NotImplementedError("the dynamics model is learner-only: the learner calls its methods")
 
-
-def _bound(value: Any, default: float, dim: int) -> torch.Tensor:
-    if value is None:
-        return torch.full((dim,), default)
-    return torch.as_tensor(np.broadcast_to(np.asarray(value, np.float32), (dim,)).copy())
