@@ -148,6 +148,70 @@ def torch_trainer_class(is_not_retryable: Callable[[BaseException], bool]):
     return GenlabTorchTrainer
 
 
+def train_checkpoints(run_dir) -> list:
+    """The checkpoint folders Ray Train wrote in a run's folder (``checkpoint_<date>``), oldest first; read before
+    Ray starts, to tell whether a run name is taken. Ray Train offers no public listing of them."""
+    from pathlib import Path
+
+    with _guard("ray.train.v2._internal.execution.storage.StorageContext.make_default_checkpoint_dir_name",
+                "to find a run's checkpoints before Ray starts"):
+        from ray.train.v2._internal.execution.storage import StorageContext
+
+        prefix = StorageContext.make_default_checkpoint_dir_name().split("_")[0] + "_"
+    return sorted(p for p in Path(run_dir).glob(f"{prefix}*") if p.is_dir())
+
+
+# ----------------------------------------------------------------------------------------------------- Tune
+
+
+def trial_error(trial) -> BaseException | str:
+    """The error Tune recorded for a failed trial, as a Tune callback sees it: Tune has written it to the trial's
+    local folder (the pickled exception, else its text) but not yet to the experiment's storage, which is all its
+    public ``Trial.get_pickled_error`` / ``get_error`` read."""
+    from pathlib import Path
+
+    import cloudpickle
+
+    with _guard("Trial.pickled_error_file / Trial.error_file", "to record why a sweep trial failed"):
+        files = ((trial.pickled_error_file, lambda f: cloudpickle.load(f)),
+                 (trial.error_file, lambda f: f.read().decode()))
+    for path, read in files:
+        if path and Path(path).is_file():
+            try:
+                with open(path, "rb") as f:
+                    return read(f)
+            except Exception:  # an error that does not unpickle here: try its text
+                continue
+    return "trial failed (Tune recorded no error)"
+
+
+# ------------------------------------------------------------------------------------------------ Ray Jobs
+
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+"""Set by Ray's job supervisor in a job's entrypoint: the job's config, runtime env included (not a public API)."""
+
+
+def in_job() -> bool:
+    """Whether this process is a Ray job's entrypoint (a job's driver)."""
+    import os
+
+    return JOB_CONFIG_ENV in os.environ
+
+
+def job_env_vars() -> dict[str, str]:
+    """The env_vars of the Ray job this process is the entrypoint of ({} outside a job). Read before ``ray.init``,
+    where ``ray.get_runtime_context()`` cannot tell yet."""
+    import json
+    import os
+
+    if not in_job():
+        return {}
+    with _guard(f"${JOB_CONFIG_ENV} (a JSON job config with runtime_env.env_vars)",
+                "to leave the job's own env vars to its runtime env"):
+        cfg = json.loads(os.environ[JOB_CONFIG_ENV])
+        return dict((cfg.get("runtime_env") or {}).get("env_vars") or {})
+
+
 # ---------------------------------------------------------------------------------------------------- RLlib
 
 
@@ -171,10 +235,12 @@ def local_learner_module(algo, module_id: str):
         return result.get()
 
 
-# ------------------------------------------------------------------------------------------------ Ray Jobs
-
-JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
-"""Set by Ray's job supervisor in a job's entrypoint: the job's config, runtime env included (not a public API)."""
+def config_error(config, message: str) -> None:
+    """Report an invalid setting of an RLlib config from its ``validate()`` as RLlib reports its own: a ValueError
+    whose text ends with RLlib's hint, or only a warning once the user turned validation off
+    (``config.experimental(_validate_config=False)``). RLlib keeps this private (``AlgorithmConfig._value_error``)."""
+    with _guard("AlgorithmConfig._value_error", "to report an invalid GAIL or VIME setting as RLlib reports its own"):
+        config._value_error(message)
 
 
 def check() -> list[str]:
@@ -194,10 +260,27 @@ def check() -> list[str]:
     checked.append("TorchTrainer failure policy")
     quiet_train_reports()
     checked.append("Train report logger")
+    train_checkpoints("/nonexistent")
+    checked.append("Ray Train checkpoint folder names")
+    with _guard("Trial.pickled_error_file / Trial.error_file", "to record why a sweep trial failed"):
+        from ray.tune.experiment import Trial
+
+        Trial.pickled_error_file, Trial.error_file  # noqa: B018
+    checked.append("Trial error files")
     with _guard("Learner._learner_connector", "to insert reward pieces"):
         from ray.rllib.core.learner.learner import Learner
 
         if "_learner_connector" not in Learner.__init__.__code__.co_names:
             raise AttributeError("Learner.__init__ no longer sets _learner_connector")
     checked.append("Learner._learner_connector")
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    try:
+        config_error(AlgorithmConfig(), "genlab probe")
+    except ValueError as e:
+        if not str(e).startswith("genlab probe"):
+            raise RayInternalsChanged(f"AlgorithmConfig._value_error raised {e!r}, not the message given") from e
+    else:
+        raise RayInternalsChanged("AlgorithmConfig._value_error no longer raises on a default config")
+    checked.append("AlgorithmConfig._value_error")
     return checked
