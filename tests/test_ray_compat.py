@@ -11,7 +11,8 @@ from genlab import ray_compat
 def test_the_pinned_ray_is_installed_and_its_internals_are_in_place():
     assert ray.__version__ == ray_compat.PINNED_RAY, "constraints.txt pins Ray; ray_compat.py is checked against it"
     checked = ray_compat.check()
-    assert {"get_train_context", "TorchTrainer failure policy", "Learner._learner_connector"} <= set(checked)
+    assert {"get_train_context", "TorchTrainer failure policy", "Learner._learner_connector",
+            "AlgorithmConfig._value_error"} <= set(checked)
 
 
 def test_a_moved_internal_names_itself_and_the_fix(monkeypatch):
@@ -25,6 +26,18 @@ def test_a_moved_internal_names_itself_and_the_fix(monkeypatch):
     msg = str(err.value)
     assert "Learner._learner_connector" in msg and "reward piece" in msg and "ray==2.60.0" in msg
     assert Learner  # the real class is importable
+
+    with pytest.raises(ray_compat.RayInternalsChanged, match=r"AlgorithmConfig._value_error .* GAIL or VIME setting"):
+        ray_compat.config_error(Bare(), "GAIL: demos_path is not set")
+
+
+def test_config_errors_read_as_rllibs_own_and_follow_its_validation_switch(caplog):
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    with pytest.raises(ValueError, match=r"^GAIL: bad\nTo suppress all validation errors"):
+        ray_compat.config_error(PPOConfig(), "GAIL: bad")
+    ray_compat.config_error(PPOConfig().experimental(_validate_config=False), "GAIL: only a warning")
+    assert "GAIL: only a warning" in caplog.text
 
 
 def test_the_failure_policy_raises_deterministic_errors_and_retries_the_rest():

@@ -5,7 +5,9 @@
 - ``evaluation``: rollouts of true environment returns, random and normalized scores;
 - ``demos``: expert demonstrations on disk (record, check, load);
 - ``connectors``: the learner-connector piece that replaces or adds to the rewards from a learner-only module;
-- ``auxiliary``: a Learner mixin for learner-only auxiliary modules (own optimizer, per-iteration step budget);
+- ``auxiliary``: a Learner mixin for learner-only auxiliary modules (own optimizer, per-iteration step budget) and
+  what such modules share (the action bounds they clip to, the std rule of their input standardization);
+- ``aux_ppo``: ``AuxPPOConfig``, PPO with one learner-only auxiliary module (GAIL's and VIME's configs are built on it);
 - ``metrics``: RLlib's nested results as genlab's namespaced metrics.
 
 Nothing here imports a runner, tracking or an algorithm. This package's ``__init__`` imports nothing, so that
