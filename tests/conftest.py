@@ -111,11 +111,11 @@ def _tracking_uri_restored():
 def ray_local():
     """A local 2-CPU Ray for the tests of one module, shut down after them (nothing is left running).
 
-    The dashboard is on: Ray Train's placement-group cleaner needs its state API (see genlab.cli).
+    The dashboard is on: Ray Train's placement-group cleaner needs its state API (see genlab.launch).
     """
     import ray
 
-    from genlab.cli import local_ray_options
+    from genlab.launch import local_ray_options
 
     ray.init(logging_level="ERROR", **local_ray_options(2, {"env_vars": genlab.RAY_ENV_VARS}))
     yield

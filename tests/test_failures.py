@@ -9,7 +9,7 @@ import yaml
 from conftest import genlab_run
 
 from genlab import tracking
-from genlab.runners.generative import NAN_ENV
+from genlab.testing import NAN_ENV
 
 pytestmark = pytest.mark.slow
 

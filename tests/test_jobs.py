@@ -11,7 +11,7 @@ import torch
 import yaml
 from conftest import ROOT
 
-from genlab import config, jobs
+from genlab import config, jobs, ray_compat
 from genlab.cli import main
 from genlab.runners import generative as train
 
@@ -80,7 +80,7 @@ def test_runtime_env_ships_genlab_and_algorithms_and_the_entrypoint_quotes_overr
 @pytest.fixture
 def inside_a_job(monkeypatch, tmp_path):
     """The environment Ray's job supervisor gives an entrypoint: the job config, a temporary working dir."""
-    monkeypatch.setenv(jobs.JOB_CONFIG_ENV, json.dumps({"runtime_env": {"env_vars": {"GENLAB_X": "1"}}}))
+    monkeypatch.setenv(ray_compat.JOB_CONFIG_ENV, json.dumps({"runtime_env": {"env_vars": {"GENLAB_X": "1"}}}))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("GENLAB_STORAGE", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -94,7 +94,7 @@ def test_in_a_job_results_in_the_temporary_working_dir_are_refused(inside_a_job,
     assert rc == 2 and "temporary working directory" in err and "--storage /shared/path" in err
     rc, err = run_cli(capsys, "train", str(inside_a_job), "--storage", "/mnt/genlab/results")
     assert rc == 2 and "SQLite file in its temporary working directory" in err and "MLFLOW_TRACKING_URI" in err
-    assert jobs.job_env_vars() == {"GENLAB_X": "1"}
+    assert ray_compat.job_env_vars() == {"GENLAB_X": "1"}
 
 
 def test_gpu_spec_on_a_node_without_cuda_fails_with_the_fix(monkeypatch):

@@ -111,7 +111,7 @@ def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path
 def test_a_trial_holds_the_cpus_its_run_needs_and_leaves_ray_datas_free():
     """An RL trial holds its CPUs; BC's holds none, else Ray Data's read task and batch actor (a CPU each) waited
     forever behind it on 2 CPUs (a study of BC hung so); a generative trial's driver holds none."""
-    from genlab.runners.sweep import TRIAL_DRIVER_MEMORY, trial_resources
+    from genlab.runners.trials import TRIAL_DRIVER_MEMORY, trial_resources
 
     assert trial_resources("gail", 1) == {"cpu": 1}
     assert trial_resources("bc", 1) == {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab import config, tracking
+from genlab import config, testing, tracking
 from genlab.runners import generative as train
+from genlab.runners import storage
 from genlab.specs import RunSpec, set_path
 
 pytestmark = pytest.mark.slow
@@ -33,14 +34,14 @@ def spec_with(tmp_path: Path, **changes) -> RunSpec:
 
 
 def test_ddp_run_recovers_from_a_worker_failure_and_is_tracked(tmp_path, ray_local, monkeypatch):
-    monkeypatch.setenv(train.FAIL_ENV, "2")  # one worker raises once, right after epoch 2 is reported
+    monkeypatch.setenv(testing.FAIL_ENV, "2")  # one worker raises once, right after epoch 2 is reported
     spec = spec_with(tmp_path)
     result = train.fit(spec, storage_path=tmp_path / "results")
 
     assert (tmp_path / "results" / spec.name / ".injected_failure").exists(), "the failure never happened"
     assert result.metrics["epoch"] == 3
     with result.checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / train.STATE_FILE, weights_only=False)
+        state = torch.load(Path(d) / storage.GENERATIVE_STATE, weights_only=False)
     # Resumed from epoch 2's checkpoint: every epoch appears once, the optimizer step count continues.
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
     steps_per_epoch = 1500 // 2 // 50

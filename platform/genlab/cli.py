@@ -1,8 +1,9 @@
-"""``genlab``: train | sweep | study | expert | submit | validate | runs | report | load.
+"""genlab: train | sweep | study | expert | submit | validate | runs | report | load.
 
-Specs are loaded and validated (with ``--set`` overrides) before Ray starts; Ray is local unless
-``RAY_ADDRESS`` names a cluster (inside a Ray job it always does). ``genlab submit`` sends a spec to a
-cluster as a Ray job (genlab.jobs).
+The command line parses, calls genlab.launch (the one path every command takes, usable from Python too) or a
+reader of MLflow (runs, report, load), and prints. Specs are loaded and validated (with --set overrides) before
+Ray starts; Ray is local unless RAY_ADDRESS names a cluster (inside a Ray job it always does). genlab submit sends
+a spec to a cluster as a Ray job (genlab.jobs).
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from genlab import config, errors, jobs, registry, runs_table, tracking
+from genlab import errors, jobs, launch, plots, registry, runs_table, tracking
 from genlab.errors import SpecError
-from genlab.specs import ExpertSpec, RunSpec, SweepSpec
-
-STORAGE_ENV = "GENLAB_STORAGE"
+from genlab.launch import STORAGE_ENV
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("sweep", "run a Tune + Optuna + ASHA sweep"),
                        ("study", "run a study: every arm x every seed, tagged with the paper claims it measures")):
         s = spec_cmd(name, help)
-        s.add_argument("--storage", default=os.environ.get(STORAGE_ENV, "results"),
+        s.add_argument("--storage", default=launch.default_storage(),
                        help=f"results folder (default: ${STORAGE_ENV}, else ./results); on a multi-node cluster a "
                             "path every node shares")
         s.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep of this name")
@@ -77,77 +76,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _start_ray(num_cpus: float | None) -> None:
-    import ray
-
-    from genlab import RAY_ENV_VARS
-
-    os.environ.update({k: v for k, v in RAY_ENV_VARS.items() if k not in os.environ})
-    # Every Ray process of the run gets genlab's Ray settings and the user's GENLAB_* variables. Inside a
-    # Ray job, the job's runtime env already reaches them, and Ray refuses to set a variable twice.
-    env_vars = {**RAY_ENV_VARS, **{k: v for k, v in os.environ.items() if k.startswith("GENLAB_")}}
-    runtime_env = {"env_vars": {k: v for k, v in env_vars.items() if k not in jobs.job_env_vars()}}
-    if os.environ.get("RAY_ADDRESS"):
-        ctx = ray.init(runtime_env=runtime_env)
-    else:
-        ctx = ray.init(**local_ray_options(num_cpus, runtime_env))
-    import genlab
-
-    print(f"[genlab] genlab {genlab.__version__} from {tracking.code_path()}", flush=True)
-    if ctx.dashboard_url:
-        print(f"[genlab] Ray dashboard: http://{ctx.dashboard_url}", flush=True)
-
-
-def local_ray_options(num_cpus: float | None, runtime_env: dict) -> dict:
-    """``ray.init`` arguments for a local Ray of this process's own, whatever else runs on the machine.
-
-    The dashboard is not optional: Ray Train's placement-group cleaner asks its state API, and without it the
-    resources of trials that ASHA stops are never released. The cleaner finds that API from its environment;
-    with another Ray instance on the same machine it cannot tell which one is ours and fails ("Found multiple
-    active Ray instances"), so every Ray process is told our dashboard's address. The dashboard gets a free port
-    of its own (Ray's default 8265 may belong to another Ray; with a port given, Ray does not look further); genlab
-    prints its URL. It binds 127.0.0.1.
-    """
-    import socket
-
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    env_vars = {**runtime_env.get("env_vars", {}), "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
-    return {"address": "local", "num_cpus": num_cpus, "include_dashboard": True, "dashboard_port": port,
-            "runtime_env": {**runtime_env, "env_vars": env_vars}}
-
-
-def _preflight(spec, args, cluster: bool | None = None) -> None:
-    """Everything knowable before Ray starts (genlab.preflight); raises SpecError listing every problem."""
-    from genlab import preflight
-
-    for note in preflight.check(spec, source=args.spec, cluster=cluster, num_cpus=getattr(args, "num_cpus", None)):
-        print(f"[genlab] note: {note}", flush=True)
-
-
-def _storage(storage: str, uri: str) -> Path:
-    """The results folder, resolved. Inside a Ray job the working directory is a temporary copy: results or an
-    SQLite store there would be lost, so they are refused; and once the specs are loaded the driver works from
-    the results folder, because Ray unpacks the working dir again whenever another node on the same file system
-    first uses it (all nodes of a fake_multinode cluster do), replacing the directory under a driver still in it.
-    """
-    if not jobs.in_job():
-        return Path(storage).resolve()
-    if not Path(storage).is_absolute():
-        raise SpecError(f"this Ray job would write its results to {storage!r} in the job's temporary working "
-                        f"directory: pass --storage /shared/path (genlab submit --storage ...) or set "
-                        f"{STORAGE_ENV} on the cluster (the YAMLs in cluster/ do)")
-    if uri.startswith("sqlite:///") and Path(uri.removeprefix("sqlite:///")).is_relative_to(Path.cwd()):
-        raise SpecError("this Ray job would track to an SQLite file in its temporary working directory: point it "
-                        "at the cluster's MLflow server (MLFLOW_TRACKING_URI on the head, which the YAMLs in "
-                        "cluster/ set, or genlab submit --tracking-uri http://<head>:5000)")
-    path = Path(storage).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    os.chdir(path)
-    return path
-
-
 def _where_next(storage: Path, uri: str, experiment: str, run_id: str | None = None) -> None:
     print("\nWhere to look next:")
     print(f"  results (Ray Tune/Train, TensorBoard):  {storage}    tensorboard --logdir {storage}")
@@ -161,42 +89,30 @@ def _where_next(storage: Path, uri: str, experiment: str, run_id: str | None = N
 
 
 def cmd_train(args) -> int:
-    from genlab import runners
-    from genlab.runners import storage as run_storage
-
-    spec = config.load_any(args.spec, args.overrides)
-    if not isinstance(spec, RunSpec):
-        raise SpecError(f"{args.spec} is not a run spec; run it with `genlab {_command_for(spec)} {args.spec}`")
-    _preflight(spec, args)
-    uri = tracking.resolve_uri(spec.tracking.uri)
-    storage = _storage(args.storage, uri)
-    run_storage.check_can_start("run", storage, spec.name, args.resume)
-    _start_ray(args.num_cpus)
-    result = runners.fit(spec, storage_path=storage, resume=args.resume)
+    launched = launch.train(args.spec, overrides=args.overrides, storage=args.storage, resume=args.resume,
+                            num_cpus=args.num_cpus)
+    spec, result = launched.spec, launched.result
     print("\nFinal metrics:")
     for k in registry.metrics(spec.algorithm):
         if k in result.metrics:
             print(f"  {k:28s} {result.metrics[k]:.4g}")
     print(f"  MLflow run id: {result.mlflow_run_id}")
-    _where_next(storage, uri, spec.tracking.experiment, result.mlflow_run_id)
+    _where_next(launched.storage, launched.tracking_uri, spec.tracking.experiment, result.mlflow_run_id)
     return 0
 
 
-def cmd_sweep(args) -> int:
-    from genlab.runners import sweep
+def _resume_line(args) -> str:
+    """The command that finishes an interrupted sweep or study: this one, with its overrides, and --resume."""
+    return shlex.join(["genlab", args.command, args.spec, *[a for o in args.overrides for a in ("--set", o)],
+                       "--storage", str(args.storage), "--resume"])
 
-    spec = config.load_any(args.spec, args.overrides)
-    if not isinstance(spec, SweepSpec):
-        raise SpecError(f"{args.spec} has no search_space; run it with `genlab {_command_for(spec)} {args.spec}`")
-    _preflight(spec, args)
-    storage = _storage(args.storage, tracking.resolve_uri(spec.run.tracking.uri))
-    sweep.check_can_start(spec, storage, args.resume)
-    _start_ray(args.num_cpus)
-    summary = sweep.run(spec, storage_path=storage, resume=args.resume)
-    uri = tracking.resolve_uri(spec.run.tracking.uri)
+
+def cmd_sweep(args) -> int:
+    launched = launch.sweep(args.spec, overrides=args.overrides, storage=args.storage, resume=args.resume,
+                            num_cpus=args.num_cpus)
+    spec, summary = launched.spec, launched.result
     if summary.interrupted:
-        print(f"\nSweep {spec.name} interrupted; finish it with:\n  genlab sweep {args.spec} "
-              + " ".join(f"--set {o}" for o in args.overrides) + f" --storage {args.storage} --resume")
+        print(f"\nSweep {spec.name} interrupted; finish it with:\n  {_resume_line(args)}")
         return 130
     print(f"\nSweep {spec.name}: {len(summary.trials)} trials, ranked by {spec.metric} ({spec.mode}):")
     print(summary.table())
@@ -208,29 +124,21 @@ def cmd_sweep(args) -> int:
         for k, v in sorted(best.params.items()):
             print(f"  {k} = {v}")
         if args.register:
+            from genlab.runners import sweep
+
             for name, version in sweep.register_best(summary, spec, args.register):
                 print(f"  registered {name} version {version}  (mlflow.pytorch.load_model('models:/{name}/{version}'))")
-    _where_next(summary.sweep_dir, uri, spec.run.tracking.experiment, best.mlflow_run_id if best else None)
+    _where_next(summary.sweep_dir, launched.tracking_uri, spec.run.tracking.experiment,
+                best.mlflow_run_id if best else None)
     return 0 if best is not None else 1
 
 
 def cmd_study(args) -> int:
-    from genlab import studies
-    from genlab.runners import study as study_runner
-
-    spec = studies.load(args.spec, args.overrides)
-    for arm in spec.arms:
-        _preflight(arm.run, args)
-    uri = tracking.resolve_uri(spec.tracking.uri)
-    storage = _storage(args.storage, uri)
-    from genlab.runners import storage as run_storage
-
-    run_storage.check_can_start("study", storage, spec.name, args.resume)
-    _start_ray(args.num_cpus)
-    summary = study_runner.run(spec, storage_path=storage, resume=args.resume)
+    launched = launch.study(args.spec, overrides=args.overrides, storage=args.storage, resume=args.resume,
+                            num_cpus=args.num_cpus)
+    spec, summary, uri = launched.spec, launched.result, launched.tracking_uri
     if summary.interrupted:
-        print(f"\nStudy {spec.name} interrupted; finish it with: genlab study {args.spec} --storage {args.storage} "
-              "--resume")
+        print(f"\nStudy {spec.name} interrupted; finish it with:\n  {_resume_line(args)}")
         return 130
     print(f"\nStudy {spec.name}: {summary.runs} runs ({len(spec.arms)} arms x {len(spec.seeds)} seeds), "
           f"{len(summary.failed)} failed")
@@ -251,40 +159,24 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _command_for(spec) -> str:
-    return {RunSpec: "train", SweepSpec: "sweep", ExpertSpec: "expert"}[type(spec)]
-
-
 def cmd_expert(args) -> int:
-    from genlab.runners import rl
-
-    spec = config.load_any(args.spec, args.overrides)
-    if not isinstance(spec, ExpertSpec):
-        raise SpecError(f"{args.spec} is not an expert spec; run it with `genlab {_command_for(spec)} {args.spec}`")
-    _preflight(spec, args)
-    out = Path(args.storage).resolve() / "experts" / spec.name
-    if (out / "demos.parquet").exists() and not args.force:
-        raise SpecError(f"{out} already holds demonstrations; pass --force to replace them, or choose a new name")
-    _start_ray(args.num_cpus)
-    path = rl.expert(spec, out)
+    launched = launch.expert(args.spec, overrides=args.overrides, storage=args.storage, force=args.force,
+                             num_cpus=args.num_cpus)
+    path = launched.result
     print(f"\nDemonstrations: {path}   (use it as demos: {{path: {path}}})")
-    _where_next(out, tracking.resolve_uri(spec.tracking.uri), spec.tracking.experiment)
+    _where_next(launched.storage, launched.tracking_uri, launched.spec.tracking.experiment)
     return 0
 
 
 def cmd_submit(args) -> int:
-    spec = config.load_any(args.spec, args.overrides)  # bad input fails here, before anything is uploaded
-    if isinstance(spec, ExpertSpec):
-        raise SpecError(f"{args.spec} is an expert spec; genlab submit runs run and sweep specs")
-    _preflight(spec, args, cluster=True)
     env = {}
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SpecError(f"--env {item!r}: expected KEY=VALUE")
         env[key] = value
-    sub = jobs.submit(_command_for(spec), args.spec, args.overrides, address=args.address,
-                      working_dir=args.working_dir, storage=args.storage, tracking_uri=args.tracking_uri, env=env)
+    sub = launch.submit(args.spec, overrides=args.overrides, address=args.address, working_dir=args.working_dir,
+                        storage=args.storage, tracking_uri=args.tracking_uri, env=env)
     print(f"[genlab] submitted job {sub.job_id} to {sub.address}\n"
           f"  entrypoint: {sub.entrypoint}\n"
           f"  dashboard:  {sub.dashboard_url}\n"
@@ -300,16 +192,7 @@ def cmd_submit(args) -> int:
 def cmd_validate(args) -> int:
     import yaml
 
-    from genlab import studies
-
-    if studies.is_study(config.read_yaml(args.spec)):
-        spec = studies.load(args.spec, args.overrides)
-        for arm in spec.arms:
-            _preflight(arm.run, args)
-        print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
-        return 0
-    spec = config.load_any(args.spec, args.overrides)
-    _preflight(spec, args)
+    spec = launch.validate(args.spec, args.overrides)
     print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 
@@ -325,7 +208,6 @@ def cmd_runs(args) -> int:
 
 def cmd_load(args) -> int:
     import numpy as np
-    import torch
 
     from genlab import models
 
@@ -337,18 +219,13 @@ def cmd_load(args) -> int:
                         "`genlab runs` and the tracking URI the run's?") from None
     print(f"run {args.run_id}: {spec.algorithm} on {spec.env.id if spec.env else spec.data.name}; MLflow models: "
           + ", ".join(f"runs:/{args.run_id}/{m}" for m in models.model_names(uri, args.run_id)))
-    loaded = models.load(args.run_id, uri)
     if spec.env is not None:
-        from genlab.rl.evaluation import rollout
-
-        with torch.no_grad():
-            returns = rollout(lambda obs: loaded(torch.as_tensor(obs, dtype=torch.float32)).numpy(), spec.env.id,
-                              args.episodes, seed=0)
+        returns = models.play(args.run_id, uri, args.episodes)
         print(f"{args.episodes} greedy episodes of {spec.env.id}: mean return {np.mean(returns):.4g} "
               f"(std {np.std(returns):.3g})")
         return 0
     out = Path(args.out or f"{spec.name}-samples.png")
-    tracking.grid_image(loaded.sample(args.num)).save(out)
+    plots.grid_image(models.load(args.run_id, uri).sample(args.num)).save(out)
     print(f"{args.num} samples -> {out}")
     return 0
 

@@ -56,13 +56,20 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
+def run_raw(run: str | dict, base_dir: Path, field: str = "ppo") -> dict:
+    """A run spec as a raw mapping, not yet validated: ``run`` names a run spec file (relative to ``base_dir``) or is
+    the mapping itself; its ``ppo.base`` is resolved (relative to the file that names it)."""
+    if isinstance(run, str):
+        run_file = base_dir / run
+        return _resolve_ppo_base(read_yaml(run_file), run_file.parent, field)
+    return _resolve_ppo_base(copy.deepcopy(run), base_dir, field)
+
+
 def _resolve_run_file(raw: dict, base_dir: Path) -> dict:
     """A sweep's ``run:`` may name a run spec file (relative to the sweep file) instead of inlining it; that file's
     own ``ppo.base`` is then relative to it."""
     if isinstance(raw.get("run"), str):
-        raw = dict(raw)
-        run_file = base_dir / raw["run"]
-        raw["run"] = _resolve_ppo_base(read_yaml(run_file), run_file.parent, "run.ppo")
+        raw = {**raw, "run": run_raw(raw["run"], base_dir, "run.ppo")}
     return raw
 
 
@@ -128,7 +135,8 @@ def run_from_dict(raw: dict, source: str = "run spec") -> RunSpec:
     return _validate(RunSpec, raw, (), source)
 
 
-def _validate(model: type[BaseModel], raw: dict, overrides, source: str, base_dir: Path | None = None):
+def apply_overrides(raw: dict, overrides, source: str) -> dict:
+    """A copy of ``raw`` with ``--set KEY=VALUE`` overrides applied (their errors name the override)."""
     raw = copy.deepcopy(raw)
     for item in overrides:
         key, value = parse_override(item)
@@ -136,18 +144,29 @@ def _validate(model: type[BaseModel], raw: dict, overrides, source: str, base_di
             set_path(raw, key, value)
         except KeyError as e:
             raise SpecError(f"{source}: --set {item}: {e.args[0]}") from None
+    return raw
+
+
+def validate(model: type[BaseModel], raw: dict, *, source: str, kind: str, prepare=None):
+    """``model`` validated from ``raw``, or one :class:`SpecError` headed ``<source>: invalid <kind>:`` listing every
+    problem, one indented line each (pydantic's errors and genlab's own checks alike). ``prepare(raw)`` may resolve
+    parts of the mapping first; its SpecError is reported the same way."""
     try:
-        if base_dir is not None:  # a file's ppo.base (a sweep's run file resolved its own already)
-            raw = _resolve_ppo_base(raw, base_dir)
-            if isinstance(raw.get("run"), dict):
-                raw["run"] = _resolve_ppo_base(raw["run"], base_dir, "run.ppo")
-        return model.model_validate(raw)
+        return model.model_validate(prepare(raw) if prepare else raw)
     except ValidationError as e:
         lines = format_errors(e, model=model)
     except SpecError as e:
         lines = str(e).splitlines()
-    raise SpecError(f"{source}: invalid {_kind(model)}:\n" + "\n".join(f"  {line}" for line in lines))
+    raise SpecError(f"{source}: invalid {kind}:\n" + "\n".join(f"  {line}" for line in lines))
 
 
-def _kind(model) -> str:
-    return {RunSpec: "run spec", SweepSpec: "sweep spec", ExpertSpec: "expert spec"}.get(model, model.__name__)
+def _validate(model: type[BaseModel], raw: dict, overrides, source: str, base_dir: Path | None = None):
+    def resolve_ppo_bases(raw: dict) -> dict:  # a file's ppo.base (a sweep's run file resolved its own already)
+        raw = _resolve_ppo_base(raw, base_dir)
+        if isinstance(raw.get("run"), dict):
+            raw["run"] = _resolve_ppo_base(raw["run"], base_dir, "run.ppo")
+        return raw
+
+    kind = {RunSpec: "run spec", SweepSpec: "sweep spec", ExpertSpec: "expert spec"}[model]
+    return validate(model, apply_overrides(raw, overrides, source), source=source, kind=kind,
+                    prepare=resolve_ppo_bases if base_dir is not None else None)

@@ -57,12 +57,27 @@ def _sparse_mountain_car(render_mode: str | None = None) -> gym.Env:
 def _sparse_half_cheetah(render_mode: str | None = None, **kwargs) -> gym.Env:
     from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
+    quiet_mujoco()
     return PastXReward(HalfCheetahEnv(render_mode=render_mode, **kwargs), HALF_CHEETAH_GOAL_X)
+
+
+def quiet_mujoco() -> None:
+    """Send MuJoCo's warnings to Python's ``warnings`` instead of the file MUJOCO_LOG.TXT that its C library appends
+    to in the working directory (HalfCheetah's model raises a deprecation warning every time it compiles). Called
+    where MuJoCo envs are made: genlab.rl.ppo and genlab.rl.evaluation (every process that samples or evaluates),
+    and genlab's own MuJoCo tasks."""
+    import warnings
+
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(lambda text: warnings.warn(f"MuJoCo: {text}", RuntimeWarning, stacklevel=2))
 
 
 def _dm_control(task: str, render_mode: str | None = None) -> gym.Env:
     import shimmy
 
+    quiet_mujoco()
     gym.register_envs(shimmy)  # shimmy registers its dm_control ids on import; this keeps the import used
     env = gym.make(f"dm_control/{task}-v0", render_mode=render_mode)
     # A Dict of float64 arrays -> one float32 vector, which is what RLlib's MLP encoder takes.

@@ -10,6 +10,7 @@ is free again when no checkpoint was written.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -29,6 +30,15 @@ class DataError(NotRetryable, ValueError):
 
 class NonFiniteLoss(NotRetryable, FloatingPointError):
     """A loss became NaN or infinite: the run diverged (lower the learning rate, or look at the data)."""
+
+
+def check_finite(metrics: dict[str, float], at: str, fix: str) -> None:
+    """Raise :class:`NonFiniteLoss` naming the ``loss/*`` metrics that are NaN or infinite ``at`` (e.g. "step 212");
+    ``fix`` says what to change."""
+    bad = {k: v for k, v in metrics.items() if k.startswith("loss/") and not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLoss(f"non-finite loss at {at}: " + ", ".join(f"{k}={v}" for k, v in bad.items())
+                            + f"; the run diverged: {fix}")
 
 
 def root_cause(error: BaseException) -> NotRetryable | None:

@@ -12,14 +12,12 @@ The same runtime environment as a file, for ``ray job submit --runtime-env``: cl
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from genlab.errors import SpecError
-from genlab.ray_compat import JOB_CONFIG_ENV
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 EXCLUDES = [".git", ".venv", ".whl", "results", "mlflow.db", "mlartifacts", "data", "*.pt", "**/__pycache__"]
@@ -39,18 +37,6 @@ def runtime_env(working_dir: Path, env_vars: dict[str, str] | None = None) -> di
     if env_vars:
         env["env_vars"] = dict(env_vars)
     return env
-
-
-def in_job() -> bool:
-    return JOB_CONFIG_ENV in os.environ
-
-
-def job_env_vars() -> dict[str, str]:
-    """The env_vars of the Ray job this process is the entrypoint of ({} outside a job)."""
-    if not in_job():
-        return {}
-    cfg = json.loads(os.environ[JOB_CONFIG_ENV])
-    return (cfg.get("runtime_env") or {}).get("env_vars") or {}
 
 
 def dashboard_address(address: str | None = None) -> str:

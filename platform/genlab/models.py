@@ -9,25 +9,24 @@ and final checkpoint, so that ``sample(n)``, ``evaluate(x, y)`` and ``images()``
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import io
 
 from genlab import config, registry, tracking
+from genlab.runners.storage import CHECKPOINT_ARTIFACT, GENERATIVE_STATE
 from genlab.specs import RunSpec
 
 
 def model_names(uri: str, run_id: str) -> list[str]:
     """The MLflow models a run logged (artifact folders holding an ``MLmodel`` file)."""
-    c = tracking.client(uri)
-    return [f.path for f in c.list_artifacts(run_id) if f.is_dir
-            and any(a.path.endswith("/MLmodel") for a in c.list_artifacts(run_id, f.path))]
+    return tracking.artifact_dirs_with(uri, run_id, "MLmodel")
 
 
 def run_spec(uri: str, run_id: str) -> RunSpec:
     """The resolved spec a run trained with (``spec/resolved.yaml``)."""
-    with tempfile.TemporaryDirectory() as d:
-        path = tracking.client(uri).download_artifacts(run_id, "spec/resolved.yaml", d)
-        return config.load_run(path)
+    import yaml
+
+    raw = yaml.safe_load(tracking.read_artifact(uri, run_id, "spec/resolved.yaml"))
+    return config.run_from_dict(raw, source=f"run {run_id}'s spec/resolved.yaml")
 
 
 def load(run_id: str, uri: str | None = None):
@@ -42,11 +41,24 @@ def load(run_id: str, uri: str | None = None):
         return mlflow.pytorch.load_model(f"runs:/{run_id}/policy")
     from genlab import data
 
-    with tempfile.TemporaryDirectory() as d:
-        path = tracking.client(uri).download_artifacts(run_id, "checkpoint/state.pt", d)
-        state = torch.load(Path(path), map_location="cpu", weights_only=False)
+    raw = tracking.read_artifact(uri, run_id, f"{CHECKPOINT_ARTIFACT}/{GENERATIVE_STATE}")
+    state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
     algo = registry.algorithm_class(spec.algorithm)(spec.hparams_obj(), data.info(spec.data), "cpu")
     algo.load_state_dict(state["algo"])
     for net in algo.nets.values():
         net.eval()
     return algo
+
+
+def play(run_id: str, uri: str | None = None, episodes: int = 10, seed: int = 0) -> list[float]:
+    """An RL run's trained policy, played greedily for ``episodes`` episodes of its env; their returns."""
+    import torch
+
+    from genlab.rl.evaluation import rollout
+
+    uri = tracking.resolve_uri(uri)
+    spec, policy = run_spec(uri, run_id), load(run_id, uri)
+    with torch.no_grad():
+        return rollout(lambda obs: policy(torch.as_tensor(obs, dtype=torch.float32)).numpy(), spec.env.id,
+                       episodes, seed=seed)
+

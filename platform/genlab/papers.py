@@ -14,10 +14,10 @@ import importlib.util
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from genlab import registry
-from genlab.errors import SpecError, format_errors
+from genlab.errors import SpecError
 from genlab.specs import Strict
 
 PAPER_FILE = "paper.yaml"
@@ -105,16 +105,12 @@ def paper_path(method: str) -> Path:
 
 def load(method: str) -> Paper | None:
     """The method's paper.yaml, validated; None when the method has none."""
-    from genlab.config import read_yaml
+    from genlab.config import read_yaml, validate
 
     path = paper_path(method)
     if not path.is_file():
         return None
-    try:
-        return Paper.model_validate(read_yaml(path))
-    except ValidationError as e:
-        lines = format_errors(e, model=Paper)
-        raise SpecError(f"{path}: invalid paper file:\n" + "\n".join(f"  {line}" for line in lines)) from None
+    return validate(Paper, read_yaml(path), source=str(path), kind="paper file")
 
 
 def all_papers() -> dict[str, Paper]:

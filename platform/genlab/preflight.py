@@ -13,18 +13,17 @@ the cluster's file systems: those checks then happen on the workers, and :func:`
 
 from __future__ import annotations
 
-import copy
 import os
 
 from genlab import datasets, registry
 from genlab.errors import SpecError
-from genlab.specs import Choice, ExpertSpec, RunSpec, SweepSpec, set_path
+from genlab.specs import ExpertSpec, RunSpec, SweepSpec, probes
 
 
 def on_cluster() -> bool:
-    from genlab import jobs
+    from genlab import ray_compat
 
-    return bool(os.environ.get("RAY_ADDRESS")) or jobs.in_job()
+    return bool(os.environ.get("RAY_ADDRESS")) or ray_compat.in_job()
 
 
 def check(spec: RunSpec | SweepSpec | ExpertSpec, *, source: str, cluster: bool | None = None,
@@ -100,12 +99,8 @@ def _demos_problems(spec: RunSpec) -> list[str]:
 def _sweep_problems(spec: SweepSpec, cluster: bool) -> list[str]:
     """The pre-flight of the run at both ends of every range and at every choice (validation checked their shape)."""
     problems = []
-    base = spec.run.model_dump(mode="json")
     for path, dim in spec.search_space.items():
-        probes = list(dim.choice) if isinstance(dim, Choice) else list(next(iter(dim.model_dump().values())))
-        for value in probes:
-            raw = copy.deepcopy(base)
-            set_path(raw, path, value)
+        for value, raw in probes(path, dim, spec.run):
             run = RunSpec.model_validate(raw)
             problems += [f"search_space.{path}: at {value!r}: {p}" for p in run_problems(run, cluster=cluster)]
             if not cluster:

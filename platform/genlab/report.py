@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from genlab import papers, stats, tracking
+from genlab import papers, plots, stats, tracking
 from genlab.errors import SpecError
-from genlab.runners.study import TAG_ARM, TAG_SEED
+from genlab.tracking import TAG_ARM, TAG_SEED
 
 # --------------------------------------------------------------------------------------------- the data
 
@@ -58,21 +56,17 @@ class Study:
 
 def find_study(uri: str, name: str) -> Study:
     """The most recent study of this name in any experiment of the store, with its runs grouped by arm."""
-    c = tracking.client(uri)
-    experiments = [e.experiment_id for e in c.search_experiments()]
-    parents = c.search_runs(experiments, filter_string=f"tags.`{tracking.TAG_KIND}` = 'study' and "
-                            f"attributes.run_name = '{name}'", order_by=["attributes.start_time DESC"], max_results=1)
+    study_runs = tracking.tagged(tracking.TAG_KIND, "study")
+    parents = tracking.search(uri, f"{study_runs} and attributes.run_name = '{name}'", max_results=1,
+                              newest_first=True)
     if not parents:
-        studies = sorted({r.info.run_name for r in c.search_runs(
-            experiments, filter_string=f"tags.`{tracking.TAG_KIND}` = 'study'", max_results=1000)})
+        studies = sorted({r.info.run_name for r in tracking.search(uri, study_runs, max_results=1000)})
         raise SpecError(f"no study named {name!r} at {uri}; studies there: {', '.join(studies) or 'none'} "
                         "(run one with `genlab study <spec>`)")
     parent = parents[0]
     spec = _parent_spec(uri, parent.info.run_id)
-    children = c.search_runs([parent.info.experiment_id], max_results=5000,
-                             filter_string=f"tags.`{tracking.TAG_PARENT}` = '{parent.info.run_id}'")
     arms = {a["label"]: Arm(a["label"], a["run"]["algorithm"], a.get("claims", [])) for a in spec["arms"]}
-    for run in children:
+    for run in tracking.children(uri, parent.info.run_id, parent.info.experiment_id):
         arm = arms.get(run.data.tags.get(TAG_ARM))
         if arm is None:
             continue
@@ -88,9 +82,7 @@ def find_study(uri: str, name: str) -> Study:
 def _parent_spec(uri: str, run_id: str) -> dict:
     import yaml
 
-    with tempfile.TemporaryDirectory() as d:
-        return yaml.safe_load(Path(tracking.client(uri).download_artifacts(run_id, "spec/resolved.yaml", d))
-                              .read_text())
+    return yaml.safe_load(tracking.read_artifact(uri, run_id, "spec/resolved.yaml"))
 
 
 # ----------------------------------------------------------------------------------------- the analysis
@@ -138,53 +130,28 @@ def claim_rows(study: Study) -> list[ClaimRow]:
 
 def curves_png(study: Study, metrics: list[str], uri: str) -> bytes | None:
     """The claimed metrics against epoch: each arm's mean over seeds with a 95% bootstrap band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    c = tracking.client(uri)
-    panels = [m for m in metrics if any(arm.scores(m) for arm in study.arms.values())]
-    if not panels:
-        return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], panels):
+    panels = {}
+    for metric in (m for m in metrics if any(arm.scores(m) for arm in study.arms.values())):
+        panels[metric] = {}
         for arm in study.arms.values():
-            series = [{m.step: m.value for m in c.get_metric_history(r.info.run_id, metric)} for r in arm.runs]
+            series = [tracking.metric_history(uri, r.info.run_id, metric) for r in arm.runs]
             steps = sorted(set().union(*series)) if series else []
             if not steps:
                 continue
-            mean, low, high = [], [], []
-            for s in steps:
-                values = [h[s] for h in series if s in h]
-                ci = stats.bootstrap_ci(values, np.mean, reps=500)
-                mean.append(ci.estimate)
-                low.append(ci.low)
-                high.append(ci.high)
-            ax.plot(steps, mean, label=f"{arm.label} (n={len(arm.runs)})")
-            ax.fill_between(steps, low, high, alpha=0.25)
-        ax.set_title(metric)
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+            cis = [stats.bootstrap_ci([h[s] for h in series if s in h], np.mean, reps=500) for s in steps]
+            panels[metric][f"{arm.label} (n={len(arm.runs)})"] = (
+                steps, [c.estimate for c in cis], [c.low for c in cis], [c.high for c in cis])
+    return plots.banded_curves_png(panels) if panels else None
 
 
 def latest_images(study: Study, uri: str) -> dict[str, dict[str, bytes]]:
     """Each arm's latest pictures (``<name>/latest.png``), from its first finished run that has them."""
-    c = tracking.client(uri)
     out: dict[str, dict[str, bytes]] = {}
     for arm in study.arms.values():
         for run in arm.runs:
-            names = [f.path for f in c.list_artifacts(run.info.run_id) if f.is_dir
-                     and any(a.path.endswith("/latest.png") for a in c.list_artifacts(run.info.run_id, f.path))]
+            names = tracking.artifact_dirs_with(uri, run.info.run_id, "latest.png")
             if names:
-                with tempfile.TemporaryDirectory() as d:
-                    out[arm.label] = {n: Path(c.download_artifacts(run.info.run_id, f"{n}/latest.png", d)).read_bytes()
-                                      for n in names}
+                out[arm.label] = {n: tracking.read_artifact(uri, run.info.run_id, f"{n}/latest.png") for n in names}
                 break
     return out
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from genlab.tracking import TAG_KIND, TAG_SWEEP, client
+from genlab import tracking
+from genlab.tracking import TAG_KIND, TAG_SWEEP
 
 
 def _short(value: str) -> str:
@@ -25,13 +26,11 @@ def runs_table(uri: str, experiment: str, max_runs: int = 50, *, wide: bool = Fa
     """
     import pandas as pd
 
-    c = client(uri)
-    exp = c.get_experiment_by_name(experiment)
+    exp = tracking.find_experiment(uri, experiment)
     if exp is None:
-        names = [e.name for e in c.search_experiments()]
         raise LookupError(f"no MLflow experiment {experiment!r} at {uri}; experiments there: "
-                          + (", ".join(names) or "none"))
-    runs = c.search_runs([exp.experiment_id], max_results=max_runs, order_by=["attributes.start_time DESC"])
+                          + (", ".join(tracking.experiment_names(uri)) or "none"))
+    runs = tracking.search(uri, experiment_ids=[exp.experiment_id], max_results=max_runs, newest_first=True)
     sweep_metric = {r.info.run_name: r.data.params.get("metric") for r in runs if r.data.tags.get(TAG_KIND) == "sweep"}
     trials = [r for r in runs if r.data.tags.get(TAG_KIND) != "sweep"]  # a sweep's parent holds no training
     if not trials:

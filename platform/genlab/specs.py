@@ -357,23 +357,31 @@ class SweepSpec(Strict):
         return self
 
 
+def probes(path: str, dim: Any, run: RunSpec) -> list[tuple[Any, dict]]:
+    """The values a sweep checks a dimension at (both ends of a range, every choice), each with the base run's raw
+    mapping set to it; raises KeyError when ``path`` cannot be set in the run spec."""
+    values = list(dim.choice) if isinstance(dim, Choice) else list(next(iter(dim.model_dump().values())))
+    out = []
+    for value in values:
+        raw = run.model_dump(mode="json")
+        set_path(raw, path, value)
+        out.append((value, raw))
+    return out
+
+
 def _check_dim(path: str, dim: Any, run: RunSpec) -> list[str]:
     where = f"search_space.{path}"
     if isinstance(dim, (Uniform, LogUniform, IntRange)):
         lo, hi = next(iter(dim.model_dump().values()))
         if not lo < hi:
             return [f"{where}: low must be below high (got [{lo}, {hi}])"]
-        probes = [lo, hi]
-    else:
-        probes = list(dim.choice)
     if path.split(".")[0] in ("name", "tracking"):
         return [f"{where}: {path.split('.')[0]} cannot be swept"]
-    raw = run.model_dump(mode="json")
-    for value in probes:
-        try:
-            set_path(raw, path, value)
-        except KeyError as e:
-            return [f"{where}: {e.args[0]}"]
+    try:
+        probed = probes(path, dim, run)
+    except KeyError as e:
+        return [f"{where}: {e.args[0]}"]
+    for value, raw in probed:
         try:
             RunSpec.model_validate(raw)
         except (ValidationError, SpecError) as e:

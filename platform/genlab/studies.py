@@ -19,14 +19,13 @@ max_concurrent: 2
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from genlab import config, papers
-from genlab.errors import SpecError, format_errors
+from genlab.errors import SpecError
 from genlab.specs import NAME_PATTERN, RunSpec, Strict, TrackingSpec, set_path
 
 
@@ -110,10 +109,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> StudySpec:
     """Read and validate a study spec; each arm's ``run`` file is read relative to the study file, its ``set``
     overrides and the study's tracking section applied, then validated as a run spec."""
     path = Path(path)
-    raw = copy.deepcopy(config.read_yaml(path))
-    for item in overrides:
-        key, value = config.parse_override(item)
-        set_path(raw, key, value)
+    raw = config.apply_overrides(config.read_yaml(path), overrides, str(path))
     problems = []
     arms = raw.get("arms")
     if isinstance(arms, list):
@@ -126,23 +122,13 @@ def load(path: str | Path, overrides: list[str] = ()) -> StudySpec:
                 problems += [f"arms[{i}].run: {line.strip()}" for line in str(e).splitlines()]
     if problems:
         raise SpecError(f"{path}: invalid study spec:\n" + "\n".join(f"  {p}" for p in problems))
-    try:
-        return StudySpec.model_validate(raw)
-    except ValidationError as e:
-        lines = format_errors(e, model=StudySpec)
-    except SpecError as e:
-        lines = str(e).splitlines()
-    raise SpecError(f"{path}: invalid study spec:\n" + "\n".join(f"  {line}" for line in lines))
+    return config.validate(StudySpec, raw, source=str(path), kind="study spec")
 
 
 def _arm_run(arm: dict, base_dir: Path, tracking: dict) -> dict[str, Any]:
-    run = arm.get("run")
-    if isinstance(run, str):
-        run_file = base_dir / run
-        run, base_dir = config.read_yaml(run_file), run_file.parent
-    if not isinstance(run, dict):
+    if not isinstance(arm.get("run"), (str, dict)):
         raise SpecError("a run spec file or mapping")
-    run = config._resolve_ppo_base(copy.deepcopy(run), base_dir)
+    run = config.run_raw(arm["run"], base_dir)
     for key, value in (arm.pop("set", None) or {}).items():
         set_path(run, key, value)
     run["tracking"] = {**(run.get("tracking") or {}), **tracking}

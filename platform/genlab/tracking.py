@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import shlex
 import subprocess
@@ -38,8 +37,19 @@ from genlab import errors
 
 PACKAGES = ("genlab", "ray", "torch", "torchvision", "mlflow", "optuna", "gymnasium", "mujoco", "numpy",
             "pydantic", "scikit-learn")
+# Every tag genlab sets on a run, in one place (the runners set them, the report, `genlab runs` and the sweep's
+# callbacks read them).
 TAG_TRIAL = "genlab.trial_id"
 TAG_SWEEP = "genlab.sweep"
+TAG_SWEEP_DIR = "genlab.sweep_dir"  # a sweep's Tune folder: --resume reopens its parent run by it
+TAG_STUDY = "genlab.study"
+TAG_STUDY_DIR = "genlab.study_dir"
+TAG_ARM = "genlab.arm"
+TAG_SEED = "genlab.seed"
+TAG_CLAIMS = "genlab.claims"
+TAG_STOPPED_EARLY = "genlab.stopped_early"  # a trial ASHA stopped, with the epoch
+TAG_TRAIN_RUN = "genlab.train_run_id"  # the Ray Train run of a generative run
+TAG_TRAIN_CONTROLLER = "genlab.train_controller"  # its Train controller actor
 TAG_KIND = "genlab.kind"
 TAG_ERROR = "genlab.error"
 TAG_PARENT = "mlflow.parentRunId"
@@ -163,11 +173,61 @@ def command() -> str:
     return shlex.join(argv)
 
 
+# -------------------------------------------------------------------------------------------- queries
+# Every read of the store goes through these (the report, `genlab runs`, `genlab load`, the sweep's ranking).
+
+
+def tagged(tag: str, value: str) -> str:
+    """The search filter of runs carrying this tag value."""
+    return f"tags.`{tag}` = '{value}'"
+
+
+def search(uri: str, filter_string: str = "", *, experiment_ids: list[str] | None = None, max_results: int = 5000,
+           newest_first: bool = False) -> list:
+    """Runs matching ``filter_string`` in these experiments (None: every experiment of the store)."""
+    c = client(uri)
+    if experiment_ids is None:
+        experiment_ids = [e.experiment_id for e in c.search_experiments()]
+    return c.search_runs(experiment_ids, filter_string=filter_string, max_results=max_results,
+                         order_by=["attributes.start_time DESC"] if newest_first else None)
+
+
 def find_run(uri: str, exp_id: str, tag: str, value: str):
     """The most recent run carrying this tag value, or None."""
-    runs = client(uri).search_runs([exp_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1,
-                                   order_by=["attributes.start_time DESC"])
+    runs = search(uri, tagged(tag, value), experiment_ids=[exp_id], max_results=1, newest_first=True)
     return runs[0] if runs else None
+
+
+def find_experiment(uri: str, name: str):
+    """The experiment of this name, or None (never created)."""
+    return client(uri).get_experiment_by_name(name)
+
+
+def experiment_names(uri: str) -> list[str]:
+    return [e.name for e in client(uri).search_experiments()]
+
+
+def children(uri: str, parent_run_id: str, experiment_id: str | None = None) -> list:
+    """The child runs of a parent run (a sweep's trials, a study's runs), in its experiment if given."""
+    return search(uri, tagged(TAG_PARENT, parent_run_id), experiment_ids=[experiment_id] if experiment_id else None)
+
+
+def artifact_dirs_with(uri: str, run_id: str, filename: str) -> list[str]:
+    """The run's top-level artifact folders that hold ``filename`` (``MLmodel``: its models; ``latest.png``: its
+    pictures)."""
+    c = client(uri)
+    return [f.path for f in c.list_artifacts(run_id) if f.is_dir
+            and any(a.path.endswith(f"/{filename}") for a in c.list_artifacts(run_id, f.path))]
+
+
+def read_artifact(uri: str, run_id: str, path: str) -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+        return Path(client(uri).download_artifacts(run_id, path, d)).read_bytes()
+
+
+def metric_history(uri: str, run_id: str, metric: str) -> dict[int, float]:
+    """Step -> value of one metric of a run."""
+    return {m.step: m.value for m in client(uri).get_metric_history(run_id, metric)}
 
 
 def open_run(uri: str, experiment: str, *, run_name: str, config: dict, tags: dict[str, str],
@@ -300,11 +360,13 @@ class RunLogger:
     def image_grid(self, name: str, images, epoch: int, nrow: int | None = None) -> None:
         """Log images in [-1, 1] (N x C x H x W) as one grid: ``<name>/epoch_NNNN.png`` and ``<name>/latest.png``.
 
-        The grid is upscaled (nearest neighbour, whole pixels) to at least ``MIN_GRID_PIXELS`` a side, so that an
-        8x8 digit stays readable in the MLflow UI.
+        The grid is upscaled (nearest neighbour, whole pixels) to at least ``plots.MIN_GRID_PIXELS`` a side, so that
+        an 8x8 digit stays readable in the MLflow UI.
         """
+        from genlab import plots
+
         with tempfile.TemporaryDirectory() as d:
-            grid = grid_image(images, nrow)
+            grid = plots.grid_image(images, nrow)
             for file in (f"epoch_{epoch:04d}.png", "latest.png"):
                 grid.save(Path(d) / file)
                 self.client.log_artifact(self.run_id, str(Path(d) / file), name)
@@ -315,7 +377,9 @@ class RunLogger:
             return
         import matplotlib.pyplot as plt
 
-        fig = learning_curves(history)
+        from genlab import plots
+
+        fig = plots.learning_curves(history)
         self.client.log_figure(self.run_id, fig, "plots/learning_curves.png")
         plt.close(fig)
 
@@ -404,47 +468,5 @@ class RunLogger:
                 print(f"[genlab] last system-metrics sample not logged: {e}", file=sys.stderr)
 
 
-MIN_GRID_PIXELS = 256
-
-
-def grid_image(images, nrow: int | None = None):
-    """A PIL image of ``images`` (in [-1, 1]) laid out ``nrow`` to a row, upscaled to >= MIN_GRID_PIXELS a side."""
-    import torch
-    from PIL import Image
-    from torchvision.utils import make_grid
-
-    n = images.shape[0]
-    grid = make_grid(images.detach().float().cpu().clamp(-1, 1) * 0.5 + 0.5, nrow=nrow or max(1, math.ceil(n**0.5)),
-                     padding=1, pad_value=1.0)
-    scale = max(1, math.ceil(MIN_GRID_PIXELS / min(grid.shape[1:])))
-    grid = grid.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
-    array = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
-
-
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # drops NaN
-
-
-def learning_curves(history: list[dict[str, float]]):
-    """A matplotlib figure of every metric against epoch, one panel per namespace."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = sorted({k for h in history for k in h if "/" in k and not k.startswith("perf/")})
-    groups: dict[str, list[str]] = {}
-    for k in keys:
-        groups.setdefault(k.split("/")[0], []).append(k)
-    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.5 * max(1, len(groups)), 3.4), squeeze=False)
-    for ax, (group, ks) in zip(axes[0], groups.items()):
-        for k in ks:
-            pts = [(h["epoch"], h[k]) for h in history if k in h]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=k)
-        ax.set_title(group)
-        ax.set_xlabel("epoch")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig

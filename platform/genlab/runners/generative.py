@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -26,27 +25,24 @@ from pathlib import Path
 import torch
 
 from genlab import config, data, ray_compat, registry, tracking
-from genlab.errors import NonFiniteLoss, not_retryable
+from genlab.errors import check_finite, not_retryable
+from genlab.runners import RunResult
+from genlab.runners.storage import CHECKPOINT_ARTIFACT, GENERATIVE_STATE
 from genlab.specs import RunSpec
+from genlab.testing import Faults
 
-STATE_FILE = "state.pt"
-FAIL_ENV = "GENLAB_FAIL_AT_EPOCH"
-"""Chaos hook: a worker raises once after reporting this epoch, to exercise recovery (tests, drills)."""
-NAN_ENV = "GENLAB_NAN_AT_STEP"
-"""Chaos hook: rank 0's losses read NaN at this training step, to exercise the non-finite check (tests). Only the
-first run under a storage folder to get there does it (in a sweep: one trial)."""
+DIVERGED = "lower the learning rate (hparams.lr) or check the data"
+"""What to change when a loss became NaN or infinite."""
 LOGICAL_GPUS_ENV = "GENLAB_LOGICAL_GPUS"
 """Set to 1 on clusters whose GPUs are Ray resources only (Ray's fake_multinode test clusters, e.g.
 cluster/local-autoscaling.yaml): trials reserve GPUs as usual but compute on the CPU (gloo backend)."""
 
-TAG_TRAIN_RUN = "genlab.train_run_id"
-TAG_TRAIN_CONTROLLER = "genlab.train_controller"  # the Ray Train controller actor of the run
-
 
 def release_autoscaling_request(run_tags: dict[str, str], wait_s: float = 60.0) -> None:
     """Withdraw the autoscaling request of the Ray Train run named in these MLflow tags (see ray_compat)."""
-    if TAG_TRAIN_RUN in run_tags:  # RL trials run RLlib in the trial itself: nothing to withdraw
-        ray_compat.release_autoscaling_request(run_tags[TAG_TRAIN_RUN], run_tags.get(TAG_TRAIN_CONTROLLER), wait_s)
+    if tracking.TAG_TRAIN_RUN in run_tags:  # RL trials run RLlib in the trial itself: nothing to withdraw
+        ray_compat.release_autoscaling_request(run_tags[tracking.TAG_TRAIN_RUN],
+                                               run_tags.get(tracking.TAG_TRAIN_CONTROLLER), wait_s)
 
 
 def logical_gpus() -> bool:
@@ -71,14 +67,6 @@ def _device(spec: RunSpec) -> torch.device:
         f"On a cluster whose GPUs are logical only (Ray's fake_multinode), set {LOGICAL_GPUS_ENV}=1.")
 
 
-def check_finite(metrics: dict[str, float], step: int) -> None:
-    """Raise :class:`NonFiniteLoss` naming the losses that are NaN or infinite at ``step``."""
-    bad = {k: v for k, v in metrics.items() if k.startswith("loss/") and not math.isfinite(v)}
-    if bad:
-        raise NonFiniteLoss(f"non-finite loss at step {step}: " + ", ".join(f"{k}={v}" for k, v in bad.items())
-                            + "; the run diverged: lower the learning rate (hparams.lr) or check the data")
-
-
 def train_loop_per_worker(cfg: dict) -> None:
     """One Ray Train worker: build data + algorithm, resume if a checkpoint exists, train, report."""
     import ray.train
@@ -87,6 +75,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one progress line per epoch is ours
     ray_compat.quiet_train_reports()
     spec = config.run_from_dict(cfg["spec"])
+    faults = Faults(**cfg["faults"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = _device(spec)
@@ -103,7 +92,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=False)
+            state = torch.load(Path(d) / GENERATIVE_STATE, map_location=device, weights_only=False)
         algo.load_state_dict(state["algo"])
         start_epoch, history, last_eval = state["epoch"] + 1, state["history"], state["last_eval"]
         _say(rank, f"resumed from {checkpoint.path} at epoch {start_epoch}")
@@ -116,8 +105,8 @@ def train_loop_per_worker(cfg: dict) -> None:
     logger = tracking.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"]) if rank == 0 else None
     if logger is not None:  # where rank 0 ran, which Ray Train run it belongs to, what it trains on
         train_run, controller = ray_compat.train_run_ids()
-        logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), TAG_TRAIN_RUN: train_run,
-                     TAG_TRAIN_CONTROLLER: controller})
+        logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), tracking.TAG_TRAIN_RUN: train_run,
+                     tracking.TAG_TRAIN_CONTROLLER: controller})
         if checkpoint is None:
             _log_datasets(logger, spec, ds)
     shown = registry.progress(spec.algorithm)
@@ -128,9 +117,9 @@ def train_loop_per_worker(cfg: dict) -> None:
             t0, n_images, sums, n_steps = time.perf_counter(), 0, defaultdict(float), 0
             for batch in data.batches(ds, epoch=epoch, **batch_args):
                 step_metrics = algo.train_step(batch)
-                if rank == 0 and _inject_nan(cfg, algo.step):
-                    step_metrics = {k: (float("nan") if k.startswith("loss/") else v) for k, v in step_metrics.items()}
-                check_finite(step_metrics, algo.step)
+                if rank == 0:
+                    step_metrics = faults.step_metrics(algo.step, step_metrics)
+                check_finite(step_metrics, f"step {algo.step}", DIVERGED)
                 for k, v in step_metrics.items():
                     sums[k] += v
                 n_steps += 1
@@ -159,7 +148,7 @@ def train_loop_per_worker(cfg: dict) -> None:
                 _report_with_checkpoint(rank, metrics, state, final_to=logger if is_last else None, history=history)
             else:
                 ray.train.report(metrics)
-            _maybe_inject_failure(cfg, epoch)
+            faults.after_report(epoch)
 
 
 def _progress(epoch: int, total: int, metrics: dict, shown: list[str]) -> str:
@@ -189,28 +178,11 @@ def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final_to, his
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        torch.save(state, Path(d) / STATE_FILE)
+        torch.save(state, Path(d) / GENERATIVE_STATE)
         if final_to is not None:
-            final_to.file(Path(d) / STATE_FILE, "checkpoint")
+            final_to.file(Path(d) / GENERATIVE_STATE, CHECKPOINT_ARTIFACT)
             final_to.learning_curves(history)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-
-
-def _maybe_inject_failure(cfg: dict, epoch: int) -> None:
-    marker = cfg.get("fail_marker")
-    if cfg.get("fail_at_epoch") == epoch and marker and not Path(marker).exists():
-        Path(marker).touch()
-        raise RuntimeError(f"{FAIL_ENV}={epoch}: injected worker failure after epoch {epoch}")
-
-
-def _inject_nan(cfg: dict, step: int) -> bool:
-    if cfg.get("nan_at_step") != step:
-        return False
-    try:
-        Path(cfg["nan_marker"]).touch(exist_ok=False)  # atomic: one run under this storage gets it
-    except FileExistsError:
-        return False
-    return True
 
 
 def _say(rank: int, text: str) -> None:
@@ -226,7 +198,8 @@ def _say(rank: int, text: str) -> None:
 
 def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
         mlflow_tags: dict[str, str] | None = None, in_tune: bool = False, resume: bool = False):
-    """Train ``spec`` on Ray Train and track it in MLflow; returns Ray Train's ``Result``.
+    """Train ``spec`` on Ray Train and track it in MLflow; returns its :class:`RunResult` (``checkpoint``: Ray
+    Train's last, holding ``state.pt``).
 
     ``run_key`` names the run's storage folder (default: the spec's name); a run started again with
     the same key resumes from its latest checkpoint and keeps logging into the same MLflow run.
@@ -244,15 +217,8 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
                             tags={tracking.TAG_RUN_KEY: key, tracking.TAG_KIND: "train", **(mlflow_tags or {})},
                             resume_tag=(tracking.TAG_RUN_KEY, key) if resume or in_tune else None,
                             close=not in_tune) as run:
-        loop_cfg = {"spec": spec.model_dump(mode="json"), "mlflow_uri": uri, "mlflow_run_id": run.run_id}
-        if os.environ.get(FAIL_ENV):
-            loop_cfg["fail_at_epoch"] = int(os.environ[FAIL_ENV])
-            loop_cfg["fail_marker"] = str(storage_path / run_key / ".injected_failure")
-            (storage_path / run_key).mkdir(parents=True, exist_ok=True)
-        if os.environ.get(NAN_ENV):
-            loop_cfg["nan_at_step"] = int(os.environ[NAN_ENV])
-            loop_cfg["nan_marker"] = str(storage_path / ".injected_nan")
-            storage_path.mkdir(parents=True, exist_ok=True)
+        loop_cfg = {"spec": spec.model_dump(mode="json"), "mlflow_uri": uri, "mlflow_run_id": run.run_id,
+                    "faults": Faults.from_env(storage_path, run_key).to_dict()}
 
         r = spec.resources
         callbacks = []
@@ -277,5 +243,9 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
         result = trainer.fit()
         if result.error is not None:
             raise result.error
-        result.mlflow_run_id = run.run_id
-    return result
+    history = []
+    if result.checkpoint is not None:
+        with result.checkpoint.as_directory() as d:
+            history = torch.load(Path(d) / GENERATIVE_STATE, map_location="cpu", weights_only=False)["history"]
+    return RunResult(metrics=dict(result.metrics or {}), history=history, mlflow_run_id=run.run_id,
+                     checkpoint=result.checkpoint)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,26 +21,17 @@ from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT
 from ray.rllib.core.rl_module.rl_module import RLModule
 
 from genlab import ray_compat, registry, tracking
-from genlab.errors import NonFiniteLoss
+from genlab.errors import check_finite
 from genlab.rl import metrics as rl_metrics
 from genlab.rl.demos import DEMOS_FILE, META_FILE, demos_dir, read_meta, record_demos
 from genlab.rl.evaluation import EVAL_EPISODES, GreedyPolicy, env_spaces, normalized_score, rollout
 from genlab.rl.hparams import PPOHparams
 from genlab.rl.ppo import make_ppo_config
+from genlab.runners import RunResult
+from genlab.runners.storage import CHECKPOINT_ARTIFACT, RL_STATE
 
 MODULE_SUBDIR = Path(COMPONENT_LEARNER_GROUP, COMPONENT_LEARNER, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID)
 """Where ``algo.save_to_path(dir)`` puts the policy RLModule inside an algorithm checkpoint."""
-STATE_FILE = "genlab_state.json"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What ``fit`` returns (the same attributes as the Ray Train ``Result`` of the generative runner)."""
-
-    metrics: dict[str, float]
-    """The last iteration's metrics."""
-    history: list[dict[str, float]]
-    mlflow_run_id: str
 
 
 def _policy_module(algo) -> RLModule:
@@ -49,14 +39,6 @@ def _policy_module(algo) -> RLModule:
     if algo.env_runner_group is not None and algo.env_runner is not None:
         return algo.get_module()
     return ray_compat.local_learner_module(algo, DEFAULT_MODULE_ID)
-
-
-def _check_finite(m: dict[str, float], iteration: int) -> None:
-    bad = {k: v for k, v in m.items() if k.startswith("loss/") and not math.isfinite(v)}
-    if bad:
-        raise NonFiniteLoss(f"non-finite loss at iteration {iteration}: "
-                            + ", ".join(f"{k}={v}" for k, v in bad.items())
-                            + "; the run diverged: lower the learning rate (ppo.lr) or check the env's rewards")
 
 
 def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_tags: dict | None = None,
@@ -75,9 +57,9 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
         ckpt = workdir / "checkpoint"
         history: list[dict] = []
         start = 1
-        if (ckpt / STATE_FILE).exists():
+        if (ckpt / RL_STATE).exists():
             algo.restore_from_path(str(ckpt))
-            state = json.loads((ckpt / STATE_FILE).read_text())
+            state = json.loads((ckpt / RL_STATE).read_text())
             start, history = state["iteration"] + 1, state["history"]
         else:
             _log_datasets(run, spec, meta)
@@ -86,7 +68,10 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
                 _iterations(spec, algo, run, meta, history, start, ckpt, in_tune)
         finally:
             algo.stop()
-    return RunResult(metrics=history[-1] if history else {}, history=history, mlflow_run_id=run.run_id)
+    from ray.train import Checkpoint
+
+    return RunResult(metrics=history[-1] if history else {}, history=history, mlflow_run_id=run.run_id,
+                     checkpoint=Checkpoint.from_directory(ckpt) if (ckpt / RL_STATE).exists() else None)
 
 
 def _iterations(spec, algo, run: tracking.RunLogger, meta: dict, history: list[dict], start: int, ckpt: Path,
@@ -98,7 +83,7 @@ def _iterations(spec, algo, run: tracking.RunLogger, meta: dict, history: list[d
     for it in range(start, b.epochs + 1):
         t0 = time.perf_counter()
         m = rl_metrics.from_result(algo.train())
-        _check_finite(m, it)
+        check_finite(m, f"iteration {it}", "lower the learning rate (ppo.lr) or check the env's rewards")
         m.update({"epoch": it, "perf/iteration_s": time.perf_counter() - t0})
         if b.eval_due(it):
             returns = rollout(_policy_module(algo), spec.env.id, EVAL_EPISODES, seed=spec.seed + 10_000)
@@ -113,10 +98,10 @@ def _iterations(spec, algo, run: tracking.RunLogger, meta: dict, history: list[d
               flush=True)
         if b.checkpoint_due(it):
             algo.save_to_path(str(ckpt))
-            (ckpt / STATE_FILE).write_text(json.dumps({"iteration": it, "history": history}))
+            (ckpt / RL_STATE).write_text(json.dumps({"iteration": it, "history": history}))
         if it == b.epochs:  # before the last report: in a sweep, Tune may end the trial right after it
             run.learning_curves(history)
-            run.dir(ckpt / MODULE_SUBDIR, "checkpoint/policy")
+            run.dir(ckpt / MODULE_SUBDIR, f"{CHECKPOINT_ARTIFACT}/policy")
             if spec.tracking.log_models:
                 obs_space, act_space = env_spaces(spec.env.id)
                 example = torch.as_tensor(np.stack([obs_space.sample() for _ in range(4)]), dtype=torch.float32)

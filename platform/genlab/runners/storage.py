@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genlab import ray_compat
 from genlab.errors import SpecError
+
+GENERATIVE_STATE = "state.pt"
+"""A generative run's checkpoint: nets, optimizers, EMA, step, epoch, metric history (in Ray Train's checkpoint
+folder, and in the run's MLflow artifacts under ``CHECKPOINT_ARTIFACT``)."""
+RL_STATE = "genlab_state.json"
+"""Beside an RL run's RLlib checkpoint (``<run>/checkpoint/``): the iteration it holds and the metric history."""
+CHECKPOINT_ARTIFACT = "checkpoint"
+"""The MLflow artifact folder of a run's final checkpoint."""
 
 
 def has_checkpoint(run_dir: Path) -> bool:
     """Whether a run folder holds a checkpoint to resume from (Ray Train's ``checkpoint_*/`` or genlab's RL one)."""
-    rl_checkpoint = run_dir / "checkpoint" / "genlab_state.json"
-    return any(p.is_dir() for p in run_dir.glob("checkpoint_*")) or rl_checkpoint.is_file()
+    return bool(ray_compat.train_checkpoints(run_dir)) or (run_dir / "checkpoint" / RL_STATE).is_file()
 
 
 def has_sweep(sweep_dir: Path) -> bool:

@@ -10,16 +10,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab import config, errors, runners, tracking
-from genlab.runners import storage
-from genlab.runners.sweep import _close_trial_runs, trial_resources
+from genlab import errors, tracking
+from genlab.runners import storage, trials
 from genlab.studies import StudySpec
-
-TAG_STUDY = "genlab.study"
-TAG_ARM = "genlab.arm"
-TAG_SEED = "genlab.seed"
-TAG_CLAIMS = "genlab.claims"
-TAG_STUDY_DIR = "genlab.study_dir"
 
 
 @dataclass(frozen=True)
@@ -38,26 +31,21 @@ def slug(label: str) -> str:
 
 
 def _trial(trial_config: dict, *, arms: dict, study: str, parent_run_id: str, train_storage: str) -> None:
-    from ray import tune
-
     arm, seed = trial_config["arm"], trial_config["seed"]
     raw = copy.deepcopy(arms[arm]["run"])
     raw["seed"] = seed
-    raw["name"] = f"{study}-{slug(arm)}-s{seed}"
-    spec = config.run_from_dict(raw, source=f"{study}: {arm}, seed {seed}")
-    trial_id = tune.get_context().get_trial_id()
-    tags = {tracking.TAG_PARENT: parent_run_id, tracking.TAG_TRIAL: trial_id, TAG_STUDY: study, TAG_ARM: arm,
-            TAG_SEED: str(seed), TAG_CLAIMS: ",".join(arms[arm]["claims"])}
-    runners.fit(spec, storage_path=train_storage, run_key=trial_id, in_tune=True,
-                                    mlflow_tags=tags)
+    tags = {tracking.TAG_PARENT: parent_run_id, tracking.TAG_STUDY: study, tracking.TAG_ARM: arm,
+            tracking.TAG_SEED: str(seed), tracking.TAG_CLAIMS: ",".join(arms[arm]["claims"])}
+    trials.run_trial(raw, source=f"{study}: {arm}, seed {seed}", name=f"{study}-{slug(arm)}-s{seed}", tags=tags,
+                     train_storage=train_storage)
 
 
 def _resources(arms: dict):
-    """A trial's resources by its arm, as in sweeps (``genlab.runners.sweep.trial_resources``)."""
+    """A trial's resources by its arm, as in sweeps (``trials.trial_resources``)."""
 
     def resources(trial_config: dict) -> dict:
         run = arms[trial_config["arm"]]["run"]
-        return trial_resources(run["algorithm"], run["resources"]["cpus_per_worker"])
+        return trials.trial_resources(run["algorithm"], run["resources"]["cpus_per_worker"])
 
     return resources
 
@@ -65,8 +53,6 @@ def _resources(arms: dict):
 def run(spec: StudySpec, *, storage_path: str | Path = "results", resume: bool = False) -> StudySummary:
     """Run (or with ``resume=True`` finish) the study; returns its summary."""
     from ray import tune
-    from ray.tune import ExperimentAnalysis
-    from ray.tune.experiment import Trial
 
     study_dir = storage.check_can_start("study", Path(storage_path), spec.name, resume)
     uri = tracking.resolve_uri(spec.tracking.uri)
@@ -75,26 +61,22 @@ def run(spec: StudySpec, *, storage_path: str | Path = "results", resume: bool =
                               "tracking": {"uri": uri, "experiment": experiment}},           # their own
                       "claims": a.claims} for a in spec.arms}
     with tracking.run_scope(uri, experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
-                            tags={tracking.TAG_KIND: "study", TAG_STUDY: spec.name, TAG_STUDY_DIR: str(study_dir)},
-                            resume_tag=(TAG_STUDY_DIR, str(study_dir)) if resume else None) as parent:
+                            tags={tracking.TAG_KIND: "study", tracking.TAG_STUDY: spec.name,
+                                  tracking.TAG_STUDY_DIR: str(study_dir)},
+                            resume_tag=(tracking.TAG_STUDY_DIR, str(study_dir)) if resume else None) as parent:
         trainable = tune.with_resources(
             tune.with_parameters(_trial, arms=arms, study=spec.name, parent_run_id=parent.run_id,
                                  train_storage=str(study_dir / "train")),
             _resources(arms))
-        max_epochs = max(a.run.budget.epochs for a in spec.arms)
-        run_config = tune.RunConfig(name=spec.name, storage_path=str(study_dir.parent),
-                                    callbacks=[_close_trial_runs()(uri, experiment, max_epochs)],
-                                    failure_config=tune.FailureConfig(max_failures=0))
-        if resume:
-            tuner = tune.Tuner.restore(str(study_dir), trainable, resume_unfinished=True, resume_errored=True)
-        else:
-            tuner = tune.Tuner(trainable, param_space={"arm": tune.grid_search(list(arms)),
-                                                       "seed": tune.grid_search(list(spec.seeds))},
-                               tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent),
-                               run_config=run_config)
-        results = tuner.fit()
-        saved = ExperimentAnalysis(results.experiment_path).trials
-        interrupted = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in saved) < len(arms) * len(spec.seeds)
+        results = trials.fit(trainable, name=spec.name, folder=study_dir, uri=uri, experiment=experiment,
+                             parent_run_id=parent.run_id, max_t=max(a.run.budget.epochs for a in spec.arms),
+                             resume=resume,
+                             new_tuner=lambda run_config: tune.Tuner(
+                                 trainable, param_space={"arm": tune.grid_search(list(arms)),
+                                                         "seed": tune.grid_search(list(spec.seeds))},
+                                 tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent),
+                                 run_config=run_config))
+        interrupted = trials.unfinished(results, len(arms) * len(spec.seeds))
         failed = [f"{r.config['arm']} seed {r.config['seed']}: {errors.summary(r.error)}"
                   for r in results if r.error is not None]
         if interrupted:
