@@ -275,14 +275,14 @@ def test_with_every_switch_on_the_logged_models_load_back_and_match_the_algorith
     reference batch) through the runner's own MLflow logging, loaded back as a user would."""
     import mlflow.pytorch
 
-    from genlab import tracking
+    from genlab import runlog
 
     algo = _algo(**EVERYTHING)
     algo.train_step(_batch(1))
     models = algo.models()
     assert set(models) == {"classifier", "generator"}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with tracking.run_scope(uri, "models", run_name="m", config={}, tags={}) as logger:
+    with runlog.run_scope(uri, "models", run_name="m", config={}, tags={}) as logger:
         for name, (module, example) in models.items():
             logger.model(name, module, example)
     mlflow.set_tracking_uri(uri)

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 from conftest import genlab_run
 
-from genlab import tracking
+from genlab import runlog, tracking
 
 
 def rest(server: str, endpoint: str, body: dict | None = None) -> dict:
@@ -103,7 +103,7 @@ def test_a_run_shorter_than_one_sampling_interval_still_has_system_metrics(tmp_p
     it, so a 1-second run's System metrics tab is not empty."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     rid = tracking.open_run(uri, "short", run_name="short", config={}, tags={})
-    with tracking.RunLogger(uri, rid).system_metrics():
+    with runlog.RunLogger(uri, rid).system_metrics():
         sum(i * i for i in range(10**6))
     metrics = tracking.client(uri).get_run(rid).data.metrics
     assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics
@@ -117,7 +117,7 @@ def test_a_run_whose_monitor_thread_never_sampled_still_has_system_metrics(tmp_p
     monkeypatch.setattr(SystemMetricsMonitor, "start", lambda self: None)  # the thread never runs
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     rid = tracking.open_run(uri, "short", run_name="short", config={}, tags={})
-    with tracking.RunLogger(uri, rid).system_metrics():
+    with runlog.RunLogger(uri, rid).system_metrics():
         pass
     metrics = tracking.client(uri).get_run(rid).data.metrics
     assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics
@@ -131,9 +131,9 @@ def test_a_dataset_logged_by_two_trials_at_once_links_both(tmp_path, monkeypatch
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    info = tracking.DatasetInfo("demos-Pendulum-v1", "/demos", "0123456789ab", {"trajectories": 10})
+    info = runlog.DatasetInfo("demos-Pendulum-v1", "/demos", "0123456789ab", {"trajectories": 10})
     winner = tracking.open_run(uri, "race", run_name="a", config={}, tags={})
-    tracking.RunLogger(uri, winner).dataset(info, "train")
+    runlog.RunLogger(uri, winner).dataset(info, "train")
 
     real, calls = MlflowClient.log_inputs, []
 
@@ -146,7 +146,7 @@ def test_a_dataset_logged_by_two_trials_at_once_links_both(tmp_path, monkeypatch
 
     monkeypatch.setattr(MlflowClient, "log_inputs", loses_the_race_once)
     loser = tracking.open_run(uri, "race", run_name="b", config={}, tags={})
-    tracking.RunLogger(uri, loser).dataset(info, "train")
+    runlog.RunLogger(uri, loser).dataset(info, "train")
     assert len(calls) == 2
     c = tracking.client(uri)
     for rid in (winner, loser):
@@ -158,4 +158,4 @@ def test_a_dataset_logged_by_two_trials_at_once_links_both(tmp_path, monkeypatch
 
     monkeypatch.setattr(MlflowClient, "log_inputs", fails)
     with pytest.raises(MlflowException, match="run not found"):
-        tracking.RunLogger(uri, loser).dataset(info, "eval")
+        runlog.RunLogger(uri, loser).dataset(info, "eval")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from genlab import config, data, ray_compat, registry, tracking
+from genlab import config, data, ray_compat, registry, runlog, tracking
 from genlab.errors import check_finite, not_retryable
 from genlab.runners import RunResult
 from genlab.runners.storage import CHECKPOINT_ARTIFACT, GENERATIVE_STATE
@@ -102,7 +102,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         algo.distribute(lambda m: prepare_model(m, move_to_device=False,
                                                 parallel_strategy_kwargs={"find_unused_parameters": True}))
 
-    logger = tracking.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"]) if rank == 0 else None
+    logger = runlog.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"]) if rank == 0 else None
     if logger is not None:  # where rank 0 ran, which Ray Train run it belongs to, what it trains on
         train_run, controller = ray_compat.train_run_ids()
         logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), tracking.TAG_TRAIN_RUN: train_run,
@@ -157,14 +157,14 @@ def _progress(epoch: int, total: int, metrics: dict, shown: list[str]) -> str:
     return f"epoch {epoch}/{total}  {values}  {metrics['perf/images_per_s']:.0f} img/s"
 
 
-def _log_datasets(logger: tracking.RunLogger, spec: RunSpec, ds: data.ImageData) -> None:
+def _log_datasets(logger: runlog.RunLogger, spec: RunSpec, ds: data.ImageData) -> None:
     n_train, n_labeled = len(ds.train_x), len(ds.labeled_idx)
     profile = {"train_images": n_train, "test_images": len(ds.test_x), "shape": "x".join(map(str, ds.info.shape))}
     if registry.uses_labels(spec.algorithm):
         profile.update(labeled=n_labeled, unlabeled=n_train - n_labeled if n_labeled < n_train else 0)
     digest, source = data.digest(ds), data.source(spec.data)
-    logger.dataset(tracking.DatasetInfo(spec.data.name, source, digest, profile), "train")
-    logger.dataset(tracking.DatasetInfo(f"{spec.data.name}-test", source, digest,
+    logger.dataset(runlog.DatasetInfo(spec.data.name, source, digest, profile), "train")
+    logger.dataset(runlog.DatasetInfo(f"{spec.data.name}-test", source, digest,
                                         {"test_images": len(ds.test_x)}), "eval")
 
 
@@ -213,7 +213,7 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
     key = f"{storage_path}/{run_key}"
     # In a sweep, Tune decides how a trial ends (finished, stopped early by ASHA, failed) and the sweep's callback
     # closes the MLflow run; a stopped trial's workers die mid-fit and must not read as FAILED here.
-    with tracking.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
+    with runlog.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_RUN_KEY: key, tracking.TAG_KIND: "train", **(mlflow_tags or {})},
                             resume_tag=(tracking.TAG_RUN_KEY, key) if resume or in_tune else None,
                             close=not in_tune) as run:

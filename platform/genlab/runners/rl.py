@@ -20,7 +20,7 @@ import torch
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.rl_module import RLModule
 
-from genlab import ray_compat, registry, tracking
+from genlab import ray_compat, registry, runlog, tracking
 from genlab.errors import check_finite
 from genlab.rl import metrics as rl_metrics
 from genlab.rl.demos import DEMOS_FILE, META_FILE, demos_dir, read_meta, record_demos
@@ -48,7 +48,7 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
     workdir = storage / (run_key or spec.name)
     uri = tracking.resolve_uri(spec.tracking.uri)
     meta = read_meta(spec.demos.path, spec.env.id) if spec.demos else {}
-    with tracking.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
+    with runlog.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_RUN_KEY: str(workdir), tracking.TAG_KIND: "rl", **(mlflow_tags or {})},
                             resume_tag=(tracking.TAG_RUN_KEY, str(workdir)) if resume or in_tune else None,
                             close=not in_tune) as run:
@@ -74,7 +74,7 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
                      checkpoint=Checkpoint.from_directory(ckpt) if (ckpt / RL_STATE).exists() else None)
 
 
-def _iterations(spec, algo, run: tracking.RunLogger, meta: dict, history: list[dict], start: int, ckpt: Path,
+def _iterations(spec, algo, run: runlog.RunLogger, meta: dict, history: list[dict], start: int, ckpt: Path,
                 in_tune: bool) -> None:
     """Train from iteration ``start`` to the budget: evaluate, log, checkpoint, report to Tune when in a sweep."""
     b = spec.budget
@@ -112,15 +112,15 @@ def _iterations(spec, algo, run: tracking.RunLogger, meta: dict, history: list[d
             tune.report(m)
 
 
-def _log_datasets(run: tracking.RunLogger, spec, meta: dict) -> None:
+def _log_datasets(run: runlog.RunLogger, spec, meta: dict) -> None:
     """The env the run acts in (context "environment") and, for imitation, the demonstrations it learns from."""
-    run.dataset(tracking.DatasetInfo(spec.env.id, f"gymnasium:{spec.env.id}", spec.env.id,
+    run.dataset(runlog.DatasetInfo(spec.env.id, f"gymnasium:{spec.env.id}", spec.env.id,
                                      {"num_envs": spec.env.num_envs}), "environment")
     if spec.demos is not None:
         path = demos_dir(spec.demos.path).resolve()
         digest = hashlib.sha256((path / DEMOS_FILE).read_bytes()).hexdigest()[:12]
         used = spec.demos.num_trajectories or meta["n_trajectories"]
-        run.dataset(tracking.DatasetInfo(f"demos-{meta['env_id']}", str(path), digest, {
+        run.dataset(runlog.DatasetInfo(f"demos-{meta['env_id']}", str(path), digest, {
             "trajectories_used": used, "trajectories_recorded": meta["n_trajectories"],
             "transitions_recorded": meta["n_transitions"], "expert_return": round(meta["expert_return"], 3)}), "train")
 
@@ -185,7 +185,7 @@ def train_expert(env_id: str, checkpoint_dir: str | Path, *, target_return: floa
 def expert(spec, out_dir: Path) -> Path:
     """`genlab expert`: train PPO to the target return, record demonstrations, track it all in MLflow."""
     uri = tracking.resolve_uri(spec.tracking.uri)
-    with tracking.run_scope(uri, spec.tracking.experiment, run_name=f"expert-{spec.name}",
+    with runlog.run_scope(uri, spec.tracking.experiment, run_name=f"expert-{spec.name}",
                             config=spec.model_dump(mode="json"), tags={tracking.TAG_KIND: "expert"}) as run:
         history: list[dict] = []
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab import errors, tracking
+from genlab import errors, runlog, tracking
 from genlab.runners import storage, trials
 from genlab.studies import StudySpec
 
@@ -60,7 +60,7 @@ def run(spec: StudySpec, *, storage_path: str | Path = "results", resume: bool =
     arms = {a.label: {"run": {**a.run.with_absolute_paths().model_dump(mode="json"),  # trials run in folders of
                               "tracking": {"uri": uri, "experiment": experiment}},           # their own
                       "claims": a.claims} for a in spec.arms}
-    with tracking.run_scope(uri, experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
+    with runlog.run_scope(uri, experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_KIND: "study", tracking.TAG_STUDY: spec.name,
                                   tracking.TAG_STUDY_DIR: str(study_dir)},
                             resume_tag=(tracking.TAG_STUDY_DIR, str(study_dir)) if resume else None) as parent:

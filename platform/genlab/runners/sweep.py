@@ -19,7 +19,7 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab import errors, tracking
+from genlab import errors, runlog, tracking
 from genlab.errors import SpecError
 from genlab.runners import storage, trials
 from genlab.specs import Choice, IntRange, LogUniform, SweepSpec, Uniform, set_path
@@ -106,7 +106,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
     sweep_dir = check_can_start(spec, Path(storage_path), resume)
     uri = tracking.resolve_uri(spec.run.tracking.uri)
     experiment = spec.run.tracking.experiment
-    with tracking.run_scope(uri, experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
+    with runlog.run_scope(uri, experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_KIND: "sweep", tracking.TAG_SWEEP_DIR: str(sweep_dir)},
                             resume_tag=(tracking.TAG_SWEEP_DIR, str(sweep_dir)) if resume else None) as parent:
         base = spec.run.with_absolute_paths().model_dump(mode="json")  # trials run in folders of their own
@@ -216,7 +216,7 @@ def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str, trial_run
                         trials.unfinished(results, spec.num_samples))
 
 
-def _log_summary(parent: tracking.RunLogger, summary: SweepSummary) -> None:
+def _log_summary(parent: runlog.RunLogger, summary: SweepSummary) -> None:
     parent.client.log_text(parent.run_id, summary.table(top=len(summary.trials)), "sweep/trials.txt")
     best = summary.best
     if best is not None:
