@@ -105,9 +105,13 @@ def experiment_id(uri: str, name: str) -> str:
 
 def ui_url(uri: str, experiment: str) -> str:
     """The URL that opens the experiment's runs in the MLflow UI's training view: a tracking server's own address,
-    or for a local store the address `mlflow ui` serves (http://127.0.0.1:5000)."""
+    or for a local store the address `mlflow ui` serves (http://127.0.0.1:5000). A tracker that does not answer
+    (a run that ended during an outage has said what it holds): the UI's list of experiments."""
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id(uri, experiment)}/runs?workflowType=machine_learning"
+    try:
+        return f"{base}/#/experiments/{experiment_id(uri, experiment)}/runs?workflowType=machine_learning"
+    except Exception:
+        return f"{base}/#/experiments"
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -215,6 +219,14 @@ def artifact_dirs_with(uri: str, run_id: str, filename: str) -> list[str]:
             and any(a.path.endswith(f"/{filename}") for a in c.list_artifacts(run_id, f.path))]
 
 
+def logged_models(uri: str, run_id: str) -> dict:
+    """The MLflow 3 logged models a run made (its source run), by name: the latest READY one of each name."""
+    c = client(uri)
+    found = c.search_logged_models([c.get_run(run_id).info.experiment_id], filter_string=f"source_run_id = '{run_id}'",
+                                   order_by=[{"field_name": "creation_timestamp", "ascending": True}])
+    return {m.name: m for m in found if str(m.status) == "READY"}
+
+
 def read_artifact(uri: str, run_id: str, path: str) -> bytes:
     with tempfile.TemporaryDirectory() as d:
         return Path(client(uri).download_artifacts(run_id, path, d)).read_bytes()
@@ -256,15 +268,25 @@ def open_run(uri: str, experiment: str, *, run_name: str, config: dict, tags: di
 
 def close_run(uri: str, run_id: str, error: BaseException | str | None = None) -> None:
     """End the run: FINISHED, KILLED (interrupted) or FAILED with the error as tag and artifact."""
-    c = client(uri)
+    end_run(uri, run_id, *run_end(error))
+
+
+def run_end(error: BaseException | str | None) -> tuple[str, str | None, str | None]:
+    """How a run that ``error`` ended ends in MLflow, as data (a run's logger holds it while the tracker is away):
+    its status, its ``genlab.error`` tag and its ``error.txt`` (None: not set)."""
     if error is None:
-        c.set_terminated(run_id, status="FINISHED")
-        return
+        return "FINISHED", None, None
     if isinstance(error, KeyboardInterrupt):
-        c.set_tag(run_id, TAG_ERROR, "interrupted")
-        c.set_terminated(run_id, status="KILLED")
-        return
+        return "KILLED", "interrupted", None
     text = error if isinstance(error, str) else "".join(traceback.format_exception(error))
-    c.set_tag(run_id, TAG_ERROR, errors.summary(error)[:4000])
-    c.log_text(run_id, text, "error.txt")
-    c.set_terminated(run_id, status="FAILED")
+    return "FAILED", errors.summary(error)[:4000], text
+
+
+def end_run(uri: str, run_id: str, status: str, error_tag: str | None = None, error_text: str | None = None) -> None:
+    """End the run with ``status``, setting the ``genlab.error`` tag and ``error.txt`` when given (:func:`run_end`)."""
+    c = client(uri)
+    if error_tag is not None:
+        c.set_tag(run_id, TAG_ERROR, error_tag)
+    if error_text is not None:
+        c.log_text(run_id, error_text, "error.txt")
+    c.set_terminated(run_id, status=status)
