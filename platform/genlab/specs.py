@@ -96,6 +96,9 @@ class TrackingSpec(Strict):
     """Record CPU, memory, disk, network and GPU use of the process that trains (rank 0) every 10 s."""
     log_models: bool = True
     """Log the trained networks as MLflow models at the end of the run (`mlflow.pytorch.load_model`)."""
+    outage_budget_s: float = Field(default=300.0, gt=0)
+    """How long the end of a run waits for an unreachable MLflow tracking server (counted from when it became
+    unreachable) before it leaves what it could not log on disk, in the run's folder; training never waits for it."""
 
 
 class EnvSpec(Strict):
