@@ -1,22 +1,28 @@
-"""MLflow as its users meet it, checked through a real tracking server's REST API (what the UI itself calls):
-the experiment opens in the training view, parent and child runs, dataset inputs, the Source column, system
-metrics, readable image grids, models that load in a fresh process and match the run's own evaluation, and the
-best trial registered in the Model Registry. The sweep behind those checks is the `ray job submit` test's
-(tests/test_cluster_jobs.py): it logs to a tracking server as a cluster's sweeps do."""
+"""MLflow as its users meet it, checked through a real tracking server's REST API (what the UI itself calls) and,
+for the logged models, in the UI itself (headless Chromium): the experiment opens in the training view, parent and
+child runs, dataset inputs, the Source column, system metrics, readable image grids, logged models in the run page
+and the experiment's Models tab (compared there by their metrics and parameters) that load in a fresh process and
+match the run's own evaluation, and the best trial registered in the Model Registry. The sweep behind the REST
+checks is the `ray job submit` test's (tests/test_cluster_jobs.py): it logs to a tracking server as a cluster's
+sweeps do."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import urllib.parse
 import urllib.request
 
 import pytest
+import torch
 from conftest import genlab_run
 
-from genlab import runlog, tracking
+from genlab import models, runlog, tracking
 
 
 def rest(server: str, endpoint: str, body: dict | None = None) -> dict:
@@ -62,8 +68,10 @@ def check_sweep_as_the_ui_shows_it(mlflow_server: str, experiment: str, out: str
         metrics = {m["key"] for m in run["data"]["metrics"]}
         assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics, \
             [line for line in out.splitlines() if "system" in line.lower()]
-        files = rest(mlflow_server, f"artifacts/list?run_id={run['info']['run_id']}&path=classifier")["files"]
-        assert any(f["path"] == "classifier/MLmodel" for f in files)
+        logged = rest(mlflow_server, "logged-models/search", {
+            "experiment_ids": [exp["experiment_id"]], "filter": f"source_run_id = '{run['info']['run_id']}'"})
+        assert {m["info"]["name"] for m in logged["models"]} == {"classifier", "generator"}
+        assert all(m["info"]["status"] == "LOGGED_MODEL_READY" for m in logged["models"]), logged
 
     # The best trial: its classifier loads in a fresh process and scores what the run reported.
     best_id = ptags["best.mlflow_run_id"]
@@ -90,7 +98,7 @@ def check_sweep_as_the_ui_shows_it(mlflow_server: str, experiment: str, out: str
     # genlab load: the algorithm object back, sampling a readable grid.
     png = tmp_path / "samples.png"
     loaded = genlab_run(tmp_path, "load", best_id, "--out", png, "--tracking-uri", mlflow_server).stdout
-    assert "runs:/" in loaded and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "classifier" in loaded and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
     assert min(Image.open(png).size) >= 256
@@ -103,37 +111,38 @@ def test_a_run_shorter_than_one_sampling_interval_still_has_system_metrics(tmp_p
     it, so a 1-second run's System metrics tab is not empty."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     rid = tracking.open_run(uri, "short", run_name="short", config={}, tags={})
-    with runlog.RunLogger(uri, rid).system_metrics():
+    with runlog.RunLogger(uri, rid, outbox=tmp_path / "outbox") as logger, logger.system_metrics():
         sum(i * i for i in range(10**6))
     metrics = tracking.client(uri).get_run(rid).data.metrics
     assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics
 
 
-def test_a_run_whose_monitor_thread_never_sampled_still_has_system_metrics(tmp_path, monkeypatch):
-    """On a busy machine a run of seconds can end before MLflow's monitor thread takes its first sample (seen in a
+def test_a_run_whose_sampler_never_sampled_still_has_system_metrics(tmp_path, monkeypatch):
+    """On a busy machine a run of seconds can end before the sampling thread takes its first sample (seen in a
     job-submitted sweep's 2-epoch trials); genlab then samples once itself."""
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-    monkeypatch.setattr(SystemMetricsMonitor, "start", lambda self: None)  # the thread never runs
+    monkeypatch.setattr(runlog.RunLogger, "_sample_system", lambda self, monitor, stop: None)  # never samples
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     rid = tracking.open_run(uri, "short", run_name="short", config={}, tags={})
-    with runlog.RunLogger(uri, rid).system_metrics():
+    with runlog.RunLogger(uri, rid, outbox=tmp_path / "outbox") as logger, logger.system_metrics():
         pass
     metrics = tracking.client(uri).get_run(rid).data.metrics
     assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics
 
 
-def test_a_dataset_logged_by_two_trials_at_once_links_both(tmp_path, monkeypatch):
+def test_a_dataset_logged_by_two_trials_at_once_links_both(tmp_path, monkeypatch, capsys):
     """Concurrent trials of a sweep log the same dataset; the one whose insert loses the race (seen in a GAIL sweep:
     "UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest") logs again and is linked to
-    the winner's row instead of failing the trial. Any other MLflow error still propagates."""
+    the winner's row instead of failing the trial. An error no retry fixes is reported and kept on disk, and the
+    run goes on."""
     from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     info = runlog.DatasetInfo("demos-Pendulum-v1", "/demos", "0123456789ab", {"trajectories": 10})
     winner = tracking.open_run(uri, "race", run_name="a", config={}, tags={})
-    runlog.RunLogger(uri, winner).dataset(info, "train")
+    with runlog.RunLogger(uri, winner, outbox=tmp_path / "outbox") as logger:
+        logger.dataset(info, "train")
 
     real, calls = MlflowClient.log_inputs, []
 
@@ -146,7 +155,8 @@ def test_a_dataset_logged_by_two_trials_at_once_links_both(tmp_path, monkeypatch
 
     monkeypatch.setattr(MlflowClient, "log_inputs", loses_the_race_once)
     loser = tracking.open_run(uri, "race", run_name="b", config={}, tags={})
-    runlog.RunLogger(uri, loser).dataset(info, "train")
+    with runlog.RunLogger(uri, loser, outbox=tmp_path / "outbox") as logger:
+        logger.dataset(info, "train")
     assert len(calls) == 2
     c = tracking.client(uri)
     for rid in (winner, loser):
@@ -154,8 +164,65 @@ def test_a_dataset_logged_by_two_trials_at_once_links_both(tmp_path, monkeypatch
         assert inp.dataset.name == "demos-Pendulum-v1" and inp.dataset.digest == "0123456789ab"
 
     def fails(self, run_id, datasets=None, models=None):
-        raise MlflowException("RESOURCE_DOES_NOT_EXIST: run not found")
+        raise MlflowException("run not found", error_code=RESOURCE_DOES_NOT_EXIST)
 
     monkeypatch.setattr(MlflowClient, "log_inputs", fails)
-    with pytest.raises(MlflowException, match="run not found"):
-        runlog.RunLogger(uri, loser).dataset(info, "eval")
+    with runlog.RunLogger(uri, loser, outbox=tmp_path / "outbox") as logger:
+        logger.dataset(info, "eval")
+        logger.metrics({"loss/x": 1.0}, step=1)  # what comes after it is logged
+    assert "MLflow refused datasets demos-Pendulum-v1 (eval)" in capsys.readouterr().err
+    assert len(list((tmp_path / "outbox" / loser / "refused").glob("*.json"))) == 1
+    assert c.get_run(loser).data.metrics == {"loss/x": 1.0}
+
+
+def dom_text(page: str, tmp_path, width: int = 4000) -> str:
+    """The text of ``page`` once headless Chromium has run its scripts (the MLflow UI is a React app)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium here (.ci/run installs Debian's chromium)")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'chrome'}", f"--window-size={width},1500",
+                          "--virtual-time-budget=30000", "--dump-dom", page],
+                         capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", dom.stdout, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
+
+
+def test_logged_models_show_on_the_run_page_and_compare_in_the_models_tab(mlflow_server, tmp_path):
+    """Two runs' classifiers as the runners log them (``RunLogger.model`` with the final evaluation): in the MLflow
+    UI the run page lists its logged model and the metric it carries, and the experiment's Models tab lists both
+    models with their metric and parameters side by side (table view) and charts the metric (chart view). Each
+    loads back by ``models:/<model id>`` and ``runs:/<run id>/classifier``; ``models.register`` registers them."""
+    import mlflow.pytorch
+
+    uri, runs = mlflow_server, []
+    for lr, accuracy in ((0.1, 0.7), (0.2, 0.9)):
+        with runlog.run_scope(uri, "models", run_name=f"lr{lr}", config={"hparams": {"lr": lr}}, tags={},
+                              outbox=tmp_path / "outbox") as logger:
+            logger.metrics({"eval/test_accuracy": accuracy, "epoch": 2}, step=2)
+            logger.model("classifier", torch.nn.Linear(4, 2), torch.randn(3, 4),
+                         metrics={"eval/test_accuracy": accuracy}, step=2)
+        runs.append(logger.run_id)
+    exp = tracking.experiment_id(uri, "models")
+
+    run_page = dom_text(f"{uri}/#/experiments/{exp}/runs/{runs[1]}?workflowType=machine_learning", tmp_path)
+    assert "eval/test_accuracy 0.9 classifier" in run_page, run_page[:3000]  # the metric, and the model it belongs to
+    assert re.search(r"Logged models \(1\).* classifier Ready", run_page), run_page[:3000]
+    table = dom_text(f"{uri}/#/experiments/{exp}/models?workflowType=machine_learning", tmp_path)
+    assert table.count("classifier Ready") == 2 and "eval/test_accuracy hparams.lr" in table, table[:3000]
+    assert re.search(r"lr0\.2 .*0\.9 0\.2 .*lr0\.1 .*0\.7 0\.1", table), table[:3000]  # metric, param per model
+    chart = dom_text(f"{uri}/#/experiments/{exp}/models?workflowType=machine_learning&viewMode=CHART", tmp_path, 2000)
+    assert "eval/test_accuracy 0.70 0.90" in chart, chart[:3000]
+
+    net = torch.nn.Linear(4, 2)
+    x = torch.randn(5, 4)
+    uris = models.model_uris(uri, runs[1])
+    assert list(uris) == ["classifier"] and uris["classifier"].startswith("models:/m-")
+    mlflow.set_tracking_uri(uri)
+    for model_uri in (uris["classifier"], f"runs:/{runs[1]}/classifier"):
+        assert mlflow.pytorch.load_model(model_uri)(x).shape == net(x).shape
+    assert models.register(uri, runs[1], "best", tags={"genlab.sweep": "s"}) == [("best-classifier", "1")]
+    assert models.register(uri, runs[0], "best", tags={}) == [("best-classifier", "2")]
+    assert mlflow.pytorch.load_model("models:/best-classifier/1")(x).shape == (5, 2)

@@ -2,45 +2,100 @@
 
 :func:`run_scope` opens (or reopens) a run through :mod:`genlab.tracking` and yields its :class:`RunLogger`; rank 0
 of a Ray Train run makes a :class:`RunLogger` on the run's id. A restarted worker keeps logging into the same run.
+
+Training never waits for the tracker. Every call of a :class:`RunLogger` writes what it logs into the run's outbox
+(``<run folder>/mlflow-outbox/<run id>/``, one JSON file per item and a folder for its files) and returns; one
+sender thread delivers the items to MLflow in order and deletes each once MLflow has it. Each attempt is short
+(:data:`HTTP_SETTINGS`); while the tracker is unreachable the sender says so once, keeps the items and tries again
+every few seconds, and says when it is back. At the end of a run (:meth:`RunLogger.flush`) the logger waits for
+the outbox to empty, but at most ``budget_s`` (``tracking.outage_budget_s``) from when the tracker became
+unreachable; then it says in one line what was not logged and where it is held. ``python -m genlab.runlog
+<folder>`` sends held items later; so does the next logger of the same run (a restarted worker, the driver that
+closes the run). Metric points keep the timestamp they were logged with, so a retried batch is not logged twice.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
+import logging
+import os
+import shutil
 import sys
-import tempfile
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from genlab.tracking import client, close_run, open_run
+from genlab import errors
+from genlab.tracking import client, end_run, open_run, run_end
+
+OUTBOX = "mlflow-outbox"
+"""The folder, in a run's folder (beside its checkpoints), of what its loggers hold for MLflow: one per MLflow run."""
+OUTAGE_BUDGET_S = 300.0
+"""How long the end of a run waits for an unreachable tracker (the default of ``tracking.outage_budget_s``)."""
+HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+"""One attempt of MLflow's HTTP client: 3 tries within a few seconds, 30 s per request (MLflow's defaults, 7 tries
+with doubling backoff and 120 s, held a caller for about 4 minutes). Set in the processes that log, unless the
+environment already sets them; the sender's own loop is what waits out an outage."""
+RETRY_MAX_S = 10.0
+"""The longest pause between two attempts of the sender while the tracker is unreachable."""
+SYSTEM_METRICS_INTERVAL_S = 10
+
+
+def bounded_http() -> None:
+    """Short attempts for MLflow's HTTP client in this process (:data:`HTTP_SETTINGS`), unless already set."""
+    for k, v in HTTP_SETTINGS.items():
+        os.environ.setdefault(k, v)
+
+
+class TrackerUnreachable(errors.NotRetryable, ConnectionError):
+    """The tracking server did not answer when the run was to be opened: nothing was trained."""
 
 
 @contextmanager
 def run_scope(uri: str, experiment: str, *, run_name: str, config: dict, tags: dict[str, str],
-              resume_tag: tuple[str, str] | None = None, close: bool = True) -> Iterator[RunLogger]:
+              resume_tag: tuple[str, str] | None = None, close: bool = True, outbox: str | Path | None = None,
+              budget_s: float = OUTAGE_BUDGET_S) -> Iterator[RunLogger]:
     """Open (or reopen, by ``resume_tag``) an MLflow run and yield its :class:`RunLogger`; close it on the way out.
 
     The run ends FINISHED, or FAILED with the error (KILLED on Ctrl-C) when the body raises; a body that ends
     normally may still set ``logger.end_error`` (e.g. a sweep whose trials all failed). ``close=False`` leaves the
     run open for someone else to close (a Tune trial's run: the sweep's callback decides how the trial ended).
+    ``outbox`` is the run's folder for what its loggers hold while the tracker is unreachable (default: a folder
+    under ``~/.cache/genlab``); closing waits for it within ``budget_s``. A tracker that does not answer at the
+    open raises :class:`TrackerUnreachable` before anything else happens.
     """
-    logger = RunLogger(uri, open_run(uri, experiment, run_name=run_name, config=config, tags=tags,
-                                     resume_tag=resume_tag))
+    bounded_http()
+    with _quiet_retries():
+        try:
+            run_id = open_run(uri, experiment, run_name=run_name, config=config, tags=tags, resume_tag=resume_tag)
+        except Exception as e:
+            if not _transient(e):
+                raise
+            raise TrackerUnreachable(
+                f"the MLflow tracking server at {uri} does not answer ({_reason(e)}); no run was started. Start it "
+                "(cluster/start_mlflow.sh on a cluster's head node) or point tracking.uri (or $MLFLOW_TRACKING_URI) "
+                "at one that runs") from None
+    logger = RunLogger(uri, run_id, outbox=outbox, budget_s=budget_s, closes=close)
     try:
         yield logger
     except BaseException as e:
         if close:
-            close_run(uri, logger.run_id, e)
+            logger.end(e)
+        else:
+            logger.flush()
         raise
     if close:
-        close_run(uri, logger.run_id, logger.end_error)
-
-
-SYSTEM_METRICS_INTERVAL_S = 10
+        logger.end(logger.end_error)
+    else:
+        logger.flush()
 
 
 @dataclass(frozen=True)
@@ -84,22 +139,44 @@ def _MetaDataset(info: DatasetInfo):  # noqa: N802 - a class built on first use 
 
 
 class RunLogger:
-    """What rank 0 of a training run logs into an open MLflow run: metrics, images, files."""
+    """What a training run logs into an open MLflow run: metrics, images, files, datasets, models, system metrics.
 
-    def __init__(self, uri: str, run_id: str):
+    Every call returns once the item is in the run's outbox (see the module's docstring); :meth:`flush` waits for
+    MLflow to have them, :meth:`end` also ends the run. ``with RunLogger(...) as logger:`` flushes on the way out.
+    ``closes``: this logger ends the run (:func:`run_scope`), so other loggers of the run (its Ray Train worker)
+    leave the line about what was not logged to it.
+    """
+
+    def __init__(self, uri: str, run_id: str, *, outbox: str | Path | None = None,
+                 budget_s: float = OUTAGE_BUDGET_S, closes: bool = False):
+        bounded_http()
         self.uri, self.run_id = uri, run_id
         self.client = client(uri)
+        """MLflow's client on the store, for reads (logging goes through the outbox)."""
         self.end_error: BaseException | str | None = None
         """What :func:`run_scope` closes the run with when its body ends normally (None: FINISHED)."""
+        root = Path(outbox) if outbox is not None else _default_outbox_root()
+        self.outbox = Outbox(root / run_id, uri, run_id, budget_s, keep_folder=outbox is not None)
+        if closes:
+            self.outbox.set_state(closer=True)
+        self._closes = closes
+        self._last: dict[str, tuple[int, int, float]] = {}  # metric -> (step, timestamp, value) last logged
+        self._ended = False
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.flush()
+
+    # ------------------------------------------------------------------------------------------- what it logs
 
     def metrics(self, values: dict[str, float], step: int) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in values.items() if _is_number(v)]
-        self.client.log_batch(self.run_id, metrics=batch)
+        now = _now_ms()
+        batch = [[k, float(v), now, step] for k, v in values.items() if _is_number(v)]
+        for k, v, ts, s in batch:
+            self._last[k] = (s, ts, v)
+        self.outbox.put({"kind": "metrics", "metrics": batch, "step": step})
 
     def image_grid(self, name: str, images, epoch: int, nrow: int | None = None) -> None:
         """Log images in [-1, 1] (N x C x H x W) as one grid: ``<name>/epoch_NNNN.png`` and ``<name>/latest.png``.
@@ -109,11 +186,14 @@ class RunLogger:
         """
         from genlab import plots
 
-        with tempfile.TemporaryDirectory() as d:
-            grid = plots.grid_image(images, nrow)
-            for file in (f"epoch_{epoch:04d}.png", "latest.png"):
-                grid.save(Path(d) / file)
-                self.client.log_artifact(self.run_id, str(Path(d) / file), name)
+        grid = plots.grid_image(images, nrow)
+        files = [f"epoch_{epoch:04d}.png", "latest.png"]
+
+        def write(d: Path) -> None:
+            for file in files:
+                grid.save(d / file)
+
+        self._artifacts(name, files, write)
 
     def learning_curves(self, history: list[dict[str, float]]) -> None:
         """Log ``plots/learning_curves.png`` (every metric against epoch) if there is any history."""
@@ -124,45 +204,40 @@ class RunLogger:
         from genlab import plots
 
         fig = plots.learning_curves(history)
-        self.client.log_figure(self.run_id, fig, "plots/learning_curves.png")
-        plt.close(fig)
+        try:
+            self._artifacts("plots", ["learning_curves.png"], lambda d: fig.savefig(d / "learning_curves.png"))
+        finally:
+            plt.close(fig)
 
     def tags(self, values: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in values.items()])
+        self.outbox.put({"kind": "tags", "tags": {k: str(v) for k, v in values.items()}})
 
     def file(self, local: str | Path, artifact_dir: str) -> None:
-        self.client.log_artifact(self.run_id, str(local), artifact_dir)
+        local = Path(local)
+        self._artifacts(artifact_dir, [local.name], lambda d: _copy(local, d / local.name))
 
     def dir(self, local: str | Path, artifact_dir: str) -> None:
         """Log a folder's contents under ``artifact_dir``."""
-        self.client.log_artifacts(self.run_id, str(local), artifact_dir)
+        local = Path(local)
+        names = sorted(p.name for p in local.iterdir())
+        self._artifacts(artifact_dir, names, lambda d: shutil.copytree(local, d, dirs_exist_ok=True))
+
+    def text(self, text: str, artifact_file: str) -> None:
+        """Log ``text`` as the artifact ``artifact_file`` (e.g. ``sweep/trials.txt``)."""
+        folder, _, name = artifact_file.rpartition("/")
+        self._artifacts(folder, [name], lambda d: (d / name).write_text(text))
 
     def dataset(self, info: DatasetInfo, context: str) -> None:
         """Record what the run trained (``context="train"``) or evaluated (``"eval"``) on as an MLflow dataset
         input: the run page's and the runs table's Dataset column show it."""
-        from mlflow.entities import DatasetInput, InputTag
-        from mlflow.exceptions import MlflowException
+        self.outbox.put({"kind": "dataset", "info": asdict(info), "context": context})
 
-        entity = _MetaDataset(info)._to_mlflow_entity()
-        inputs = [DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
-        for attempt in range(3):
-            try:
-                self.client.log_inputs(self.run_id, datasets=inputs)
-                return
-            except MlflowException as e:
-                # Two runs of one experiment logging the same dataset at once (a sweep's concurrent trials) can
-                # both miss it in MLflow's lookup and both insert it; the loser's insert breaks the store's
-                # unique key. Logging again finds the winner's row and links this run to it.
-                if attempt == 2 or not any(m in str(e) for m in ("UNIQUE constraint", "Duplicate entry",
-                                                                 "duplicate key")):
-                    raise
-                time.sleep(0.5)
-
-    def model(self, name: str, module, example_input) -> None:
-        """Log a torch module as an MLflow model at ``<name>/`` (signature and input example from
-        ``example_input``), so that ``mlflow.pytorch.load_model("runs:/<run id>/<name>")`` gives it back."""
+    def model(self, name: str, module, example_input, *, metrics: dict[str, float] | None = None,
+              step: int | None = None) -> None:
+        """Log a torch module as an MLflow 3 logged model named ``name``, from this run (the run page's "Logged
+        models", the experiment's Models tab), with ``metrics`` (the evaluation of that model, at ``step``; default:
+        the last step logged) as its metrics. ``mlflow.pytorch.load_model("models:/<model id>")`` or
+        ``("runs:/<run id>/<name>")`` gives the module back; signature and input example from ``example_input``."""
         import mlflow.pytorch
         import torch
         from mlflow.models import infer_signature
@@ -170,47 +245,539 @@ class RunLogger:
         module, example_input = copy.deepcopy(module).cpu().eval(), example_input.cpu()  # portable, inference mode
         with torch.no_grad():
             output = module(example_input)
-        signature = infer_signature(example_input.cpu().numpy(), output.detach().cpu().numpy())
-        with tempfile.TemporaryDirectory() as d:
+        signature = infer_signature(example_input.numpy(), output.detach().cpu().numpy())
+        if step is None:
+            step = max((s for s, _, _ in self._last.values()), default=0)
+        # The same point as the run's metric at that step (same timestamp): MLflow links it to the model and does
+        # not add it to the run's history a second time.
+        linked = [[k, float(v), self._stamp(k, step, float(v)), step] for k, v in (metrics or {}).items()
+                  if _is_number(v)]
+
+        def save(d: Path) -> None:
             # Pickled, not MLflow's traced "pt2" format: genlab's modules (weight norm's data-dependent init, RLlib
             # policies) do not all trace; loading needs genlab's packages installed, as any run of it does.
             # Requirements stated, not inferred: MLflow's inference loads the model again in a subprocess (seconds
             # of CPU per model, and it finds nothing beyond torch and cloudpickle).
-            mlflow.pytorch.save_model(module, Path(d) / name, signature=signature, serialization_format="pickle",
-                                      input_example=example_input[:2].cpu().numpy(),
+            mlflow.pytorch.save_model(module, d / "model", signature=signature, serialization_format="pickle",
+                                      input_example=example_input[:2].numpy(),
                                       pip_requirements=mlflow.pytorch.get_default_pip_requirements())
-            self.client.log_artifacts(self.run_id, str(Path(d) / name), name)
+
+        self.outbox.put({"kind": "model", "name": name, "step": step, "metrics": linked}, save)
 
     @contextmanager
     def system_metrics(self, enabled: bool = True, node: str | None = None) -> Iterator[None]:
         """Record this machine's CPU, memory, disk, network (and GPU where present) as ``system/*`` metrics every
-        10 s while the body runs: the run page's System metrics tab."""
+        10 s while the body runs: the run page's System metrics tab.
+
+        MLflow's samplers, genlab's thread: MLflow's own monitor thread asks the tracker for the run every interval
+        and logs through a client of its own, so an outage held it (and the end of the run) for minutes and then
+        stopped it for good. Here each sample goes into the outbox like any metric, numbered on from the run's
+        last sample (kept in the outbox's state)."""
         if not enabled:
             yield
             return
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        monitor = SystemMetricsMonitor(self.run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S,
-                                       resume_logging=True, node_id=node, tracking_uri=self.uri)
-        monitor.start()
+        # Built for its samplers only: its thread (and the tracker lookups it makes) is never started.
+        monitor = SystemMetricsMonitor(self.run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, node_id=node,
+                                       tracking_uri=self.uri)
+        stop = threading.Event()
+        thread = threading.Thread(target=self._sample_system, args=(monitor, stop), daemon=True,
+                                  name="genlab-system-metrics")
+        thread.start()
         try:
             yield
         finally:
-            monitor.finish()
-            # MLflow's loop returns on shutdown without logging what it sampled since its last log, so a run
-            # shorter than one interval would show an empty System metrics tab: log that last sample here (taken
-            # now if the monitor's thread never got to sample: a run of seconds on a busy machine).
-            try:
-                last = monitor.aggregate_metrics()
-                if not last:
+            stop.set()
+            thread.join(timeout=60)
+            try:  # what was sampled since the last sample logged; one taken now if the thread never got to sample
+                if not monitor.aggregate_metrics():
                     monitor.collect_metrics()
-                    last = monitor.aggregate_metrics()
-                if last:
-                    monitor.publish_metrics(last)
-                    monitor.mlflow_logger.flush()
+                self._system_sample(monitor)
             except Exception as e:  # system metrics never fail a run
                 print(f"[genlab] last system-metrics sample not logged: {e}", file=sys.stderr)
+
+    # ------------------------------------------------------------------------------------------- the end
+
+    def flush(self) -> bool:
+        """Wait until MLflow has everything logged so far, or the tracker has been unreachable for ``budget_s``;
+        then say in one line what was not logged and where it is held. True when everything was logged."""
+        return self.outbox.flush(report=not self.outbox.state().get("closer") or self._closes)
+
+    def end(self, error: BaseException | str | None = None) -> bool:
+        """End the run (FINISHED; FAILED with ``error``; KILLED for KeyboardInterrupt) after everything logged so
+        far, and :meth:`flush`. Never raises: the run's end is held like any item when the tracker is away."""
+        if self._ended:
+            return self.flush()
+        self._ended = True
+        try:
+            status, summary, text = run_end(error)
+            self.outbox.put({"kind": "end", "status": status, "summary": summary, "text": text})
+        except Exception as e:
+            print(f"[genlab] the end of MLflow run {self.run_id} could not be recorded: {e}", file=sys.stderr)
+        return self.flush()
+
+    # ------------------------------------------------------------------------------------------- helpers
+
+    def _artifacts(self, artifact_dir: str, names: list[str], write: Callable[[Path], None]) -> None:
+        prefix = f"{artifact_dir}/" if artifact_dir else ""
+        self.outbox.put({"kind": "artifacts", "artifact_dir": artifact_dir or None,
+                         "paths": [prefix + n for n in names]}, write)
+
+    def _stamp(self, key: str, step: int, value: float) -> int:
+        last = self._last.get(key)
+        return last[1] if last is not None and last[0] == step and last[2] == value else _now_ms()
+
+    def _sample_system(self, monitor, stop: threading.Event) -> None:
+        try:
+            while True:
+                monitor.collect_metrics()
+                if stop.wait(monitor.sampling_interval):
+                    return
+                self._system_sample(monitor)
+        except Exception as e:  # system metrics never fail a run
+            print(f"[genlab] system metrics stopped: {e}", file=sys.stderr)
+
+    def _system_sample(self, monitor) -> None:
+        """Put what ``monitor`` sampled since its last sample into the outbox as the next ``system/*`` step."""
+        values = monitor.aggregate_metrics()
+        for m in monitor.monitors:
+            m.clear_metrics()
+        if not values:
+            return
+        prefix = "system/" + (f"{monitor.node_id}/" if monitor.node_id else "")
+        step = self.outbox.next_system_step()
+        now = _now_ms()
+        self.outbox.put({"kind": "metrics", "system": True, "step": step,
+                         "metrics": [[prefix + k, float(v), now, step] for k, v in values.items() if _is_number(v)]})
 
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # drops NaN
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)  # a checkpoint need not be copied when the outbox is on the same disk
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _default_outbox_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genlab" / OUTBOX
+
+
+# --------------------------------------------------------------------------------------------------- the outbox
+
+
+class Outbox:
+    """A run's items for MLflow, held on disk in ``folder`` and delivered in order by one sender thread.
+
+    ``folder`` holds ``outbox.json`` (the tracking URI, the run, since when the tracker is unreachable, the next
+    system-metrics step), ``NNNNNN.json`` per item with its files in ``NNNNNN/``, and ``refused/``: items MLflow
+    refused (a client error that no retry fixes), kept and reported. Items left by an earlier process of the run
+    (a crashed worker, a run that ended during an outage) are delivered first.
+    """
+
+    def __init__(self, folder: Path, uri: str, run_id: str, budget_s: float = OUTAGE_BUDGET_S, *,
+                 keep_folder: bool = True):
+        self.folder, self.uri, self.run_id, self.budget_s = Path(folder), uri, run_id, float(budget_s)
+        self.keep_folder = keep_folder
+        """False: remove the folder once nothing is held (a default location, not a run's own folder)."""
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[int, dict]] = deque()
+        self._next: int | None = None  # None: the folder was not read yet
+        self._running = self._stop = self._wake = False
+        self._attempts = 0
+        self._delivered = 0
+        self._refused = 0
+
+    # ------------------------------------------------------------------------------ state shared through the folder
+
+    def state(self) -> dict:
+        try:
+            return json.loads((self.folder / "outbox.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def set_state(self, **values) -> None:
+        with self._cond:
+            state = {**self.state(), "uri": self.uri, "run_id": self.run_id, **values}
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _write_json(self.folder / "outbox.json", state)
+
+    def next_system_step(self) -> int:
+        with self._cond:
+            step = int(self.state().get("next_system_step", 0))
+            self.set_state(next_system_step=step + 1)
+            return step
+
+    # ------------------------------------------------------------------------------ producers
+
+    def put(self, item: dict, write: Callable[[Path], None] | None = None) -> None:
+        """Hold ``item`` (JSON), with the files ``write(folder)`` makes, and have it sent."""
+        with self._cond:
+            self._load()  # before this item's files appear: what an earlier process left half-written goes
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = None
+        if write is not None:
+            tmp = self.folder / f"tmp-{uuid.uuid4().hex}"
+            tmp.mkdir()
+            write(tmp)
+        with self._cond:
+            seq = self._next
+            self._next += 1
+            if tmp is not None:
+                tmp.rename(self.folder / f"{seq:06d}")
+            _write_json(self.folder / f"{seq:06d}.json", item)
+            self._queue.append((seq, item))
+            self._stop = False
+            self._start()
+            self._cond.notify_all()
+
+    def held(self) -> list[dict]:
+        with self._cond:
+            self._load()
+            return [item for _, item in self._queue]
+
+    def flush(self, report: bool = True) -> bool:
+        """Wait until everything held is delivered (True), or the tracker has been unreachable for ``budget_s``
+        (after at least one more attempt): then stop trying, print what is held where (``report``) and return
+        False."""
+        with self._cond:
+            self._load()
+            if self._queue:
+                self._start()
+            self._wake = True
+            self._cond.notify_all()
+            attempts = self._attempts
+            while self._queue:
+                since = self.state().get("unreachable_since")
+                if since is not None and self._attempts > attempts and time.time() >= since + self.budget_s:
+                    break
+                self._start()  # a sender that died on an unexpected error
+                self._cond.wait(timeout=0.5)
+            if not self._queue:
+                self._tidy()
+                return True
+            self._stop = True
+            self._cond.notify_all()
+            held = [item for _, item in self._queue]
+        if report:
+            _say(f"MLflow at {self.uri} unreachable for {time.time() - since:.0f} s: not logged: {describe(held)}; "
+                 f"held on disk at {self.folder} (send them once it is back: python -m genlab.runlog {self.folder})"
+                 + (f"; {self._refused} refused by MLflow, in {self.folder / 'refused'}" if self._refused else ""))
+        return False
+
+    # ------------------------------------------------------------------------------ the sender
+
+    def _load(self) -> None:
+        """Read what an earlier process of the run left in the folder (once): it goes first."""
+        if self._next is not None:
+            return
+        self._next = 1
+        if not self.folder.is_dir():
+            return
+        for stray in self.folder.glob("tmp-*"):  # an item whose files were being written when its process died
+            shutil.rmtree(stray, ignore_errors=True)
+        for path in sorted(self.folder.glob("[0-9]*.json"), key=lambda p: int(p.stem)):
+            self._queue.append((int(path.stem), json.loads(path.read_text())))  # written atomically: whole
+        items = {seq for seq, _ in self._queue}
+        for files in self.folder.glob("[0-9]*"):  # files whose item was never written (its process died between)
+            if files.is_dir() and int(files.name) not in items:
+                shutil.rmtree(files, ignore_errors=True)
+        self._next = self._queue[-1][0] + 1 if self._queue else 1
+
+    def _start(self) -> None:
+        """Start the sender unless it runs (called holding the lock)."""
+        if not self._running:
+            self._running = True
+            threading.Thread(target=self._send, daemon=True, name="genlab-mlflow-sender").start()
+
+    def _send(self) -> None:
+        _QUIET.add(threading.get_ident())
+        try:
+            self._send_all()
+        except BaseException:
+            with self._cond:
+                self._running = False
+                self._cond.notify_all()
+            raise
+
+    def _send_all(self) -> None:
+        c = client(self.uri)
+        failures = 0
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    self._running = False  # under the lock: a put() from now on starts a new sender
+                    return
+                seq, item = self._queue[0]
+            try:
+                self._deliver(c, seq, item)
+            except Exception as e:
+                if _transient(e):
+                    failures += 1
+                    self._unreachable(e)
+                    with self._cond:
+                        self._attempts += 1
+                        self._cond.notify_all()
+                        if not self._wake:
+                            self._cond.wait_for(lambda: self._wake or self._stop,
+                                                timeout=min(RETRY_MAX_S, 2.0 ** failures))
+                        self._wake = False
+                    continue
+                self._refuse(seq, item, e)
+            else:
+                self._done(seq)
+            failures = 0
+            with self._cond:
+                self._attempts += 1
+                self._queue.popleft()
+                self._delivered += 1
+                if not self._queue:
+                    self._back()
+                self._cond.notify_all()
+
+    def _deliver(self, c, seq: int, item: dict) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        files = self.folder / f"{seq:06d}"
+        kind = item["kind"]
+        if kind == "metrics":
+            metrics = [Metric(k, v, ts, step) for k, v, ts, step in item["metrics"]]
+            for i in range(0, len(metrics), 1000):  # MLflow's limit per batch
+                c.log_batch(self.run_id, metrics=metrics[i : i + 1000])
+        elif kind == "tags":
+            c.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in item["tags"].items()])
+        elif kind == "artifacts":
+            c.log_artifacts(self.run_id, str(files), item["artifact_dir"])
+        elif kind == "dataset":
+            _log_dataset(c, self.run_id, DatasetInfo(**item["info"]), item["context"])
+        elif kind == "model":
+            self._deliver_model(c, seq, item, files / "model")
+        elif kind == "end":
+            end_run(self.uri, self.run_id, item["status"], item["summary"], item["text"])
+        else:
+            raise ValueError(f"unknown outbox item kind {kind!r}")
+
+    def _deliver_model(self, c, seq: int, item: dict, local: Path) -> None:
+        """An MLflow 3 logged model from this run, in steps that each happen once (the item records them): as
+        ``mlflow.pytorch.log_model`` makes it, with the run's params, linked to the run at ``step`` with its
+        metrics, then READY."""
+        from mlflow.entities import LoggedModelOutput, Metric
+        from mlflow.models import Model
+
+        if "model_id" not in item:
+            run = c.get_run(self.run_id)
+            model = c.create_logged_model(run.info.experiment_id, name=item["name"], source_run_id=self.run_id,
+                                          params=dict(run.data.params))
+            item["model_id"] = model.model_id
+            self._rewrite(seq, item)
+            # What log_model writes into MLmodel: where the model lives and which run and logged model it is.
+            mlmodel = Model.load(local / "MLmodel")
+            mlmodel.artifact_path, mlmodel.model_uuid = model.artifact_location, model.model_id
+            mlmodel.run_id, mlmodel.model_id = self.run_id, model.model_id
+            mlmodel.save(local / "MLmodel")
+        model_id = item["model_id"]
+        if not item.get("uploaded"):
+            c.log_model_artifacts(model_id, str(local))
+            item["uploaded"] = True
+            self._rewrite(seq, item)
+        if not item.get("linked"):
+            c.log_outputs(self.run_id, [LoggedModelOutput(model_id, step=item["step"])])
+            item["linked"] = True
+            self._rewrite(seq, item)
+        if item["metrics"]:
+            c.log_batch(self.run_id, metrics=[Metric(k, v, ts, step, model_id=model_id)
+                                              for k, v, ts, step in item["metrics"]])
+        c.finalize_logged_model(model_id, "READY")
+
+    def _rewrite(self, seq: int, item: dict) -> None:
+        with self._cond:
+            _write_json(self.folder / f"{seq:06d}.json", item)
+
+    def _done(self, seq: int) -> None:
+        (self.folder / f"{seq:06d}.json").unlink(missing_ok=True)  # first: an item without its JSON is gone
+        shutil.rmtree(self.folder / f"{seq:06d}", ignore_errors=True)
+
+    def _refuse(self, seq: int, item: dict, e: Exception) -> None:
+        refused = self.folder / "refused"
+        refused.mkdir(exist_ok=True)
+        _write_json(refused / f"{seq:06d}.json", {**item, "error": f"{type(e).__name__}: {e}"})
+        if (self.folder / f"{seq:06d}").exists():
+            shutil.rmtree(refused / f"{seq:06d}", ignore_errors=True)
+            (self.folder / f"{seq:06d}").rename(refused / f"{seq:06d}")
+        (self.folder / f"{seq:06d}.json").unlink(missing_ok=True)
+        self._refused += 1
+        if self._refused <= 5:
+            _say(f"MLflow refused {describe([item])} of run {self.run_id}: {_reason(e)}; kept in {refused}")
+
+    def _unreachable(self, e: Exception) -> None:
+        state = self.state()
+        if state.get("unreachable_since") is None:
+            self.set_state(unreachable_since=time.time(), announced=False)
+            state = self.state()
+        if not state.get("announced"):  # once per outage, whichever process of the run meets it first
+            self.set_state(announced=True)
+            _say(f"MLflow at {self.uri} is unreachable ({_reason(e)}); training goes on and logging is held in "
+                 f"{self.folder} until it is back")
+
+    def _back(self) -> None:
+        state = self.state()
+        since = state.get("unreachable_since")
+        if since is None:
+            return
+        self.set_state(unreachable_since=None, announced=False)
+        if state.get("announced"):
+            _say(f"MLflow at {self.uri} is back after {time.time() - since:.0f} s: everything held is logged")
+
+    def _tidy(self) -> None:
+        """Nothing is held: a default-location folder goes (a run's own folder keeps its state)."""
+        if not self.keep_folder and not (self.folder / "refused").exists():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def describe(items: list[dict]) -> str:
+    """What held items are, for a person: metric steps, system-metric samples, artifacts, models, the run's end."""
+    steps = sorted({it["step"] for it in items if it["kind"] == "metrics" and not it.get("system")})
+    system = sum(1 for it in items if it["kind"] == "metrics" and it.get("system"))
+    paths = list(dict.fromkeys(p for it in items if it["kind"] == "artifacts" for p in it["paths"]))
+    parts = []
+    if steps:
+        parts.append(f"{len(steps)} metric step{'s' * (len(steps) > 1)} ({_ranges(steps)})")
+    if system:
+        parts.append(f"{system} system-metric sample{'s' * (system > 1)}")
+    if paths:
+        parts.append("artifacts " + ", ".join(paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else ""))
+    models = [it["name"] for it in items if it["kind"] == "model"]
+    if models:
+        parts.append("models " + ", ".join(models))
+    datasets = [f"{it['info']['name']} ({it['context']})" for it in items if it["kind"] == "dataset"]
+    if datasets:
+        parts.append("datasets " + ", ".join(datasets))
+    if any(it["kind"] == "tags" for it in items):
+        parts.append("tags")
+    parts += [f"the run's end ({it['status']})" for it in items if it["kind"] == "end"]
+    return ", ".join(parts) or "nothing"
+
+
+def _ranges(steps: list[int]) -> str:
+    out = []
+    for _, group in itertools.groupby(enumerate(steps), lambda p: p[1] - p[0]):
+        run = [s for _, s in group]
+        out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ", ".join(out)
+
+
+def _log_dataset(c, run_id: str, info: DatasetInfo, context: str) -> None:
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
+
+    entity = _MetaDataset(info)._to_mlflow_entity()
+    inputs = [DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
+    for attempt in range(3):
+        try:
+            c.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as e:
+            # Two runs of one experiment logging the same dataset at once (a sweep's concurrent trials) can both
+            # miss it in MLflow's lookup and both insert it; the loser's insert breaks the store's unique key.
+            # Logging again finds the winner's row and links this run to it.
+            if attempt == 2 or not any(m in str(e) for m in ("UNIQUE constraint", "Duplicate entry",
+                                                             "duplicate key")):
+                raise
+            time.sleep(0.5)
+
+
+def _transient(e: BaseException) -> bool:
+    """Whether an error from MLflow may go away by itself (the tracker unreachable, overloaded, restarting), rather
+    than an answer that no retry changes (a bad value, a run that does not exist)."""
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    if isinstance(e, RestException) or (isinstance(e, MlflowException) and e.error_code != "INTERNAL_ERROR"):
+        status = e.get_http_status_code()
+        return not 400 <= status < 500 or status in (408, 429)
+    # MLflow's wrapper of a failed request or a store's internal error; the network itself
+    return isinstance(e, MlflowException | requests.RequestException | ConnectionError | TimeoutError)
+
+
+def _reason(e: BaseException) -> str:
+    """The gist of an MLflow error, short: "Connection refused" rather than a page of urllib3."""
+    text = " ".join(str(e).split())
+    for gist in ("Connection refused", "Name or service not known", "timed out", "Connection reset",
+                 "Remote end closed connection"):
+        if gist in text:
+            return gist
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)  # atomic: a reader sees the old or the new file, never half of one
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(f"[genlab] {text}\n")
+    sys.stderr.flush()
+
+
+_QUIET: set[int] = set()
+"""Threads whose failed HTTP attempts urllib3 does not log (genlab says what matters once)."""
+
+
+class _QuietRetries(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return threading.get_ident() not in _QUIET
+
+
+for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
+    logging.getLogger(_name).addFilter(_QuietRetries())
+
+
+@contextmanager
+def _quiet_retries() -> Iterator[None]:
+    me = threading.get_ident()
+    added = me not in _QUIET
+    _QUIET.add(me)
+    try:
+        yield
+    finally:
+        if added:
+            _QUIET.discard(me)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m genlab.runlog FOLDER... [--wait S]``: send what runs held on disk (their outbox folders) to
+    MLflow, waiting at most S seconds (default 60) for an unreachable tracker."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m genlab.runlog", description=main.__doc__)
+    p.add_argument("folders", nargs="+", type=Path, help=f"a run's {OUTBOX}/<run id> folder (or its {OUTBOX})")
+    p.add_argument("--wait", type=float, default=60.0)
+    args = p.parse_args(argv)
+    bounded_http()
+    folders = [f for folder in args.folders for f in ([folder] if (folder / "outbox.json").exists()
+                                                      else [p.parent for p in sorted(folder.glob("*/outbox.json"))])]
+    ok = True
+    for folder in folders:
+        state = json.loads((folder / "outbox.json").read_text())
+        box = Outbox(folder, state["uri"], state["run_id"], args.wait)
+        n = len(box.held())
+        if box.flush():
+            _say(f"run {state['run_id']}: {n} held item{'s' * (n != 1)} logged to {state['uri']}")
+        else:
+            ok = False
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
