@@ -102,7 +102,8 @@ def train_loop_per_worker(cfg: dict) -> None:
         algo.distribute(lambda m: prepare_model(m, move_to_device=False,
                                                 parallel_strategy_kwargs={"find_unused_parameters": True}))
 
-    logger = runlog.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"]) if rank == 0 else None
+    logger = runlog.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"], outbox=cfg["outbox"],
+                              budget_s=spec.tracking.outage_budget_s) if rank == 0 else None
     if logger is not None:  # where rank 0 ran, which Ray Train run it belongs to, what it trains on
         train_run, controller = ray_compat.train_run_ids()
         logger.tags({**tracking.placement(), tracking.TAG_DEVICE: str(device), tracking.TAG_TRAIN_RUN: train_run,
@@ -182,6 +183,7 @@ def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final_to, his
         if final_to is not None:
             final_to.file(Path(d) / GENERATIVE_STATE, CHECKPOINT_ARTIFACT)
             final_to.learning_curves(history)
+            final_to.flush()  # MLflow has it all (or the run's outbox holds it) before the last report
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
@@ -216,8 +218,10 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
     with runlog.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_RUN_KEY: key, tracking.TAG_KIND: "train", **(mlflow_tags or {})},
                             resume_tag=(tracking.TAG_RUN_KEY, key) if resume or in_tune else None,
-                            close=not in_tune) as run:
+                            close=not in_tune, outbox=Path(key) / runlog.OUTBOX,
+                            budget_s=spec.tracking.outage_budget_s) as run:
         loop_cfg = {"spec": spec.model_dump(mode="json"), "mlflow_uri": uri, "mlflow_run_id": run.run_id,
+                    "outbox": str(Path(key) / runlog.OUTBOX),
                     "faults": Faults.from_env(storage_path, run_key).to_dict()}
 
         r = spec.resources

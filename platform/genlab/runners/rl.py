@@ -51,7 +51,8 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
     with runlog.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_RUN_KEY: str(workdir), tracking.TAG_KIND: "rl", **(mlflow_tags or {})},
                             resume_tag=(tracking.TAG_RUN_KEY, str(workdir)) if resume or in_tune else None,
-                            close=not in_tune) as run:
+                            close=not in_tune, outbox=workdir / runlog.OUTBOX,
+                            budget_s=spec.tracking.outage_budget_s) as run:
         run.tags(tracking.placement())  # the RLlib algorithm (learner + local env runner) runs in this process
         algo = registry.rllib_config(spec.algorithm, spec.hparams_obj(), spec.context(workdir)).build_algo()
         ckpt = workdir / "checkpoint"
@@ -106,6 +107,7 @@ def _iterations(spec, algo, run: runlog.RunLogger, meta: dict, history: list[dic
                 obs_space, act_space = env_spaces(spec.env.id)
                 example = torch.as_tensor(np.stack([obs_space.sample() for _ in range(4)]), dtype=torch.float32)
                 run.model("policy", GreedyPolicy(_policy_module(algo), act_space), example)
+            run.flush()  # MLflow has it all (or the run's outbox holds it) before the last report
         if in_tune:
             from ray import tune
 

@@ -180,21 +180,13 @@ def _trial_runs(uri: str, experiment: str, parent_run_id: str) -> dict[str, str]
 
 def register_best(summary: SweepSummary, spec: SweepSpec, name: str) -> list[tuple[str, str]]:
     """Register the best trial's MLflow models in the Model Registry as ``<name>-<model>``; (name, version) each."""
-    import mlflow
-
     from genlab import models
 
     best = summary.best
     if best is None or best.mlflow_run_id is None:
         raise SpecError(f"--register {name}: the sweep has no successful trial to register")
-    uri = tracking.resolve_uri(spec.run.tracking.uri)
-    mlflow.set_tracking_uri(uri)
-    out = []
-    for model in models.model_names(uri, best.mlflow_run_id):
-        version = mlflow.register_model(f"runs:/{best.mlflow_run_id}/{model}", f"{name}-{model}",
-                                        tags={"genlab.sweep": spec.name, "genlab.trial_id": best.trial_id})
-        out.append((version.name, version.version))
-    return out
+    return models.register(tracking.resolve_uri(spec.run.tracking.uri), best.mlflow_run_id, name,
+                           tags={"genlab.sweep": spec.name, "genlab.trial_id": best.trial_id})
 
 
 def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str, trial_runs: dict[str, str]) -> SweepSummary:
