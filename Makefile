@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.genlab-installed
 DEMO   ?= sweeps/improved_gan/digits_sweep.yaml
 
-.PHONY: demo test lint install clean-results
+.PHONY: demo test lint install clean-results reports
 
 install: $(STAMP)
 
@@ -27,6 +27,18 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# The checked-in study reports, docs/reports/<study>/: each CI-scale study on the held-out seeds its spec draws
+# (sweeps/studies/*.yaml), then its page. Hours on 2 cores: STUDIES=... picks some; an interrupted study resumes.
+STUDIES ?= improved_gan_digits infogan_digits iaf_vae_digits vime_mountaincar gail_pendulum
+reports: $(STAMP)
+	@test -f results/experts/pendulum/demos.parquet || $(BIN)/genlab expert sweeps/gail/pendulum_expert.yaml
+	@for s in $(STUDIES); do \
+	  name=$$($(BIN)/python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['name'])" sweeps/studies/$$s.yaml); \
+	  resume=$$(test -d results/reports/$$name && echo --resume); \
+	  $(BIN)/genlab study sweeps/studies/$$s.yaml --storage results/reports --num-cpus 2 $$resume || exit 1; \
+	  rm -rf docs/reports/$$name && $(BIN)/genlab report $$name --out docs/reports/$$name && rm docs/reports/$$name/report.html || exit 1; \
+	done
 
 clean-results:
 	rm -rf results mlflow.db mlartifacts

@@ -117,9 +117,17 @@ def ray_local():
 
     from genlab.launch import local_ray_options
 
-    ray.init(logging_level="ERROR", **local_ray_options(2, {"env_vars": genlab.RAY_ENV_VARS}))
+    options = local_ray_options(2, {"env_vars": genlab.RAY_ENV_VARS})
+    ray.init(logging_level="ERROR", **options)
+    # The state API in this process asks this Ray's dashboard, whatever other Ray runs on the machine.
+    before = os.environ.get("RAY_API_SERVER_ADDRESS")
+    os.environ["RAY_API_SERVER_ADDRESS"] = options["runtime_env"]["env_vars"]["RAY_API_SERVER_ADDRESS"]
     yield
     ray.shutdown()
+    if before is None:
+        os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+    else:
+        os.environ["RAY_API_SERVER_ADDRESS"] = before
 
 
 def free_port() -> int:

@@ -136,7 +136,7 @@ BAD_RUNS = [
     ("negative gpus", with_(RUN, "resources.gpus_per_worker", -1),
      ["resources.gpus_per_worker", "greater than or equal to 0"]),
     ("bad dataset", with_(RUN, "data.name", "imagenet"),
-     ["data.name: Input should be 'digits', 'mnist', 'svhn', 'cifar10' or 'celeba'"]),
+     ["data.name: Input should be 'digits', 'mnist', 'mnist5k', 'svhn', 'cifar10' or 'celeba'"]),
     ("ema out of range", with_(RUN, "hparams.ema_decay", 1.5), ["hparams.ema_decay: Input should be less than 1"]),
     ("bad arch", with_(RUN, "hparams.arch", "resnet"), ["hparams.arch: Input should be 'mlp' or 'conv'"]),
     ("eval after the end", with_(RUN, "budget.eval_every", 9), ["budget.eval_every: 9 is more than budget.epochs=4"]),
@@ -177,7 +177,21 @@ BAD_SWEEPS = [
     ("bad base run", with_(SWEEP, "run.hparams.lr", 0), ["run.hparams.lr: Input should be greater than 0"]),
     ("eval too rare for the scheduler", with_(SWEEP, "run.budget.eval_every", 2),
      ["run.budget.eval_every: 2, but the sweep compares trials by eval/test_error after every epoch"]),
+    ("a metric these settings do not report", with_(SWEEP, "metric", "eval/fid"),
+     ["metric: improved_gan reports eval/fid only with hparams.sample_scores: [inception]"]),
+    ("ASHA stops a trial between checkpoints", with_(with_(SWEEP, "run.budget.checkpoint_every", 2),
+                                                     "run.budget.epochs", 5),
+     ["run.budget.checkpoint_every: 2, but ASHA may stop a trial at epoch 1, which would not be a checkpoint",
+      "set run.budget.checkpoint_every to a divisor of 1"]),
 ]
+
+
+def test_asha_rungs_are_the_epochs_tune_compares_trials_at():
+    from genlab.specs import SchedulerSpec
+
+    assert SchedulerSpec(grace_period=10, reduction_factor=2).rungs(30) == [10, 20]
+    assert SchedulerSpec(grace_period=2, reduction_factor=3).rungs(20) == [2, 6, 18]
+    assert SchedulerSpec(grace_period=3, reduction_factor=1.5).rungs(9) == [3, 5, 7]  # 4.5 and 6.75: next epoch
 
 
 @pytest.mark.parametrize("case, raw, expected", BAD_SWEEPS, ids=[c[0] for c in BAD_SWEEPS])

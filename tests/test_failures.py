@@ -84,3 +84,10 @@ def test_a_nan_trial_fails_alone_and_the_sweep_ranks_the_rest(tmp_path, monkeypa
     arts = artifacts(uri, good.info.run_id)
     for a in ("plots/learning_curves.png", "checkpoint/state.pt", "samples/latest.png", "samples/epoch_0002.png"):
         assert a in arts, f"{a} not in {sorted(arts)}"
+
+    # `genlab load` of the failed trial says in one line that it has no model, and names the trial that has one.
+    load = genlab_run(tmp_path, "load", bad.info.run_id, check=False)
+    assert load.returncode == 2 and "Traceback" not in load.stderr, load.stderr
+    (line,) = [line for line in load.stderr.splitlines() if line.startswith("genlab: error:")]
+    assert f"run {bad.info.run_id} has no trained model to load (it failed: NonFiniteLoss" in line, line
+    assert f"genlab load {good.info.run_id}" in line, line

@@ -4,6 +4,7 @@ in a real headless browser."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -14,6 +15,7 @@ from conftest import ROOT, genlab_run
 
 from genlab import papers, stats, studies
 from genlab.errors import SpecError
+from genlab.specs import HELD_OUT_FROM
 
 # --------------------------------------------------------------------------------------------- statistics
 
@@ -63,7 +65,7 @@ def test_every_methods_paper_file_is_valid_and_names_shipped_specs():
 
 
 def test_study_specs_are_checked_before_anything_runs(tmp_path):
-    base = {"name": "s", "seeds": [0, 1], "arms": [
+    base = {"name": "s", "tuning_seeds": [0, 1], "seeds": [1000, 1001], "arms": [
         {"label": "a", "run": "../../sweeps/improved_gan/digits.yaml", "claims": ["improved_gan:mnist-100-labels"]},
         {"label": "b", "run": "../../sweeps/improved_gan/digits.yaml", "set": {"hparams.unlabeled_weight": 0}}]}
 
@@ -88,12 +90,22 @@ def test_study_specs_are_checked_before_anything_runs(tmp_path):
         ({"arms": [{**base["arms"][0], "claims": ["dcgan:x"]}]}, "no paper.yaml for method 'dcgan'"),
         ({"comparisons": [{"paper": "improved_gan:mnist-100-labels", "treatment": "a", "control": "b"}]},
          "is a claim, not a comparison"),
-        ({"seeds": [0, 0]}, "seeds: must be distinct"),
+        ({"seeds": [1000, 1000]}, "seeds: must be distinct"),
+        ({"seeds": [1, 1000]}, "seeds: [1] are tuning seeds (tuning_seeds: [0, 1]): a claim measured on the seeds its "
+                               "settings were chosen on overstates it"),
+        ({"tuning_seeds": []}, "tuning_seeds: List should have at least 1 item"),
         ({"arms": [base["arms"][0], {**base["arms"][0]}]}, "arms: labels must be unique"),
     ]
     for changes, message in cases:
-        with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        with pytest.raises(SpecError, match=re.escape(message)):
             load(changes)
+
+    # Reporting on tuning seeds takes saying so (the report marks those numbers).
+    assert load({"seeds": [1, 1000], "report_on_tuning_seeds": True}).tuned_on() == [1]
+    # No seeds given: drawn from the held-out range by the study's name, the same each time, others for another name.
+    drawn = load({"seeds": None, "num_seeds": 4}).seeds
+    assert len(set(drawn)) == 4 and min(drawn) >= HELD_OUT_FROM and drawn == load({"seeds": None, "num_seeds": 4}).seeds
+    assert load({"seeds": None, "num_seeds": 4, "name": "t"}).seeds != drawn
 
 
 # --------------------------------------------------------------------------------------------- a real study
@@ -111,7 +123,9 @@ STUDY = {
     ],
     "comparisons": [{"paper": "improved_gan:ssl-beats-supervised", "treatment": "Improved-GAN",
                      "control": "supervised only"}],
-    "seeds": [0, 1],
+    "tuning_seeds": [0],
+    "seeds": [0, 1000],
+    "report_on_tuning_seeds": True,  # seed 0 is a tuning seed: the report must mark its numbers
     "max_concurrent": 2,
 }
 
@@ -132,7 +146,9 @@ def test_a_report_from_a_real_study_has_every_section_and_opens_in_a_browser(tmp
     assert len(claims) == len(papers.load("improved_gan").claims)  # every claim of the paper: one measured here
     measured = [c for c in claims if "not run" not in c]
     assert len(measured) == 1 and "MNIST, 100 labels (10 per class)" in measured[0], measured
-    assert " ± " in measured[0] and "| 2 |" in measured[0], measured  # mean ± sd over the 2 seeds
+    assert " ± " in measured[0] and "| 1 held-out + 1 tuning † |" in measured[0], measured  # over the 2 seeds
+    assert "Held-out seeds, which the claims rest on: [1000]. Tuning seeds, on which the arms' settings were chosen: " \
+           "[0]. † marks numbers that include runs on tuning seeds ([0]" in md
     for c in claims:  # a number or an explicit "not run", never an empty cell
         cells = [x.strip() for x in c.strip("|").split("|")]
         assert all(cells), c

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import shlex
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -47,7 +49,8 @@ def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump(SWEEP))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the CLI's default store in its working directory
-    args = ("sweep", str(spec), "--storage", str(tmp_path / "results"), "--num-cpus", "2")
+    args = ("sweep", str(spec), "--set", "run.budget.epochs=3", "--storage", str(tmp_path / "results"),
+            "--num-cpus", "2")
 
     # The store exists before the sweep starts: the polling below and the sweep must not both create its tables
     # (two processes migrating a new SQLite store at once can fail one of them).
@@ -65,10 +68,12 @@ def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, out[-3000:]
-    assert "interrupted; finish it with" in out and "--resume" in out
+    # The line it prints finishes it as printed: the same spec, overrides and storage, with --resume.
+    resume = shlex.split(out.split("interrupted; finish it with:")[1].strip().splitlines()[0])
+    assert Path(resume[0]).name == "genlab" and resume[1:] == [*args, "--resume"], resume
 
     # 2. Resume: the remaining trials run, the finished ones are not redone.
-    proc = genlab_start(tmp_path, *args, "--resume")
+    proc = genlab_start(tmp_path, *resume[1:])
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert "Best trial:" in out and "hparams.lr" in out

@@ -218,8 +218,7 @@ class SampleScorer:
 def blas_threads_like_torch():
     """NumPy's BLAS (the Frechet distance's covariances and the eigenvalues of a 2048 x 2048 product) limited to
     torch's thread count, which the runner sets to the worker's CPUs. Left alone, OpenBLAS starts a thread per core
-    of the node, and on a loaded machine they mostly spin: measured on 2 shared cores, one FID of Inception
-    features took 86 s (15 s of CPU) with 2 BLAS threads and 3.7 s (1.9 s) with one."""
+    of the node, and on a loaded machine they mostly spin (docs/performance.md has the measurement)."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=torch.get_num_threads(), user_api="blas")

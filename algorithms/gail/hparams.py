@@ -62,6 +62,13 @@ class GAILHparams(Hparams):
     freeze_discriminator: bool = False
     """Ablation: D keeps its random initialisation and is never trained (rewards still come from it)."""
 
+    def unreported(self) -> dict[str, str]:
+        return {metric: setting for metric, off, setting in (
+            (f"{DISC_ID}/grad_penalty", self.grad_penalty == 0, "hparams.grad_penalty > 0"),
+            (f"{DISC_ID}/gate_acc", self.disc_max_acc >= 1.0, "hparams.disc_max_acc < 1"),
+            (f"{DISC_ID}/raw_reward_mean", self.reward_norm == "none", "hparams.reward_norm: scale or standardize"),
+        ) if off}
+
     def check(self, ctx: RunContext) -> list[str]:
         minibatches = ctx.ppo.minibatches_per_iteration()
         if self.disc_steps > minibatches:

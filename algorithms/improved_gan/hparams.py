@@ -164,6 +164,20 @@ class ImprovedGANHparams(Hparams):
             changes["hist_avg_weight"] = 0.0
         return self.model_copy(update=changes)
 
+    def unreported(self) -> dict[str, str]:
+        hp, out = self.resolved(), {}
+        for score, names in (("inception", INCEPTION_METRICS), ("classifier", CLASSIFIER_SCORE_METRICS)):
+            if score not in hp.sample_scores:
+                out.update(dict.fromkeys(names, f"hparams.sample_scores: [{score}]"))
+        both = hp.feature_matching > 0 and hp.adversarial_loss != "none"
+        for metric, on, setting in (("loss/gen_fm", both, "hparams.feature_matching > 0 with an adversarial_loss"),
+                                    ("loss/gen_adv", both, "hparams.adversarial_loss with feature_matching > 0"),
+                                    ("loss/hist_avg_d", hp.hist_avg_weight > 0, "hparams.hist_avg_weight > 0"),
+                                    ("loss/hist_avg_g", hp.hist_avg_weight > 0, "hparams.hist_avg_weight > 0")):
+            if not on:
+                out[metric] = setting
+        return out
+
     def check(self, ctx: RunContext) -> list[str]:
         """The score cadence must fit the budget, so that the last model is scored."""
         problems = []

@@ -87,6 +87,15 @@ class InfoGANHparams(Hparams):
     eval_samples: PositiveInt = 2000
     """Generated samples that estimate the MI bound at each evaluation."""
 
+    def unreported(self) -> dict[str, str]:
+        out = {}
+        if not self.codes.categorical:
+            out.update(dict.fromkeys(("eval/cat_accuracy", "eval/cat_accuracy_best"),
+                                     "a categorical code (hparams.codes.categorical: [10]) and a labeled dataset"))
+        if not self.codes.continuous:
+            out["eval/cont_std"] = "continuous codes (hparams.codes.continuous: 2)"
+        return out
+
     def check(self, ctx: RunContext) -> list[str]:
         """The conv nets halve the image size 2 (mnist) or 4 (color) times in G's upsampling path."""
         name = ctx.data.name

@@ -76,16 +76,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def tool(name: str) -> str:
+    """How to call ``name`` (genlab, mlflow) from the shell this command was run in: by name when that shell finds
+    this environment's, else by its path in this environment (`make demo` runs genlab from .venv without activating
+    it), relative to the working directory when that is shorter."""
+    import shutil
+
+    here = Path(sys.executable).parent / name
+    if shutil.which(name) and Path(shutil.which(name)).resolve() == here.resolve():
+        return name
+    relative = os.path.relpath(here)
+    return relative if not relative.startswith("..") else str(here)
+
+
 def _where_next(storage: Path, uri: str, experiment: str, run_id: str | None = None) -> None:
-    print("\nWhere to look next:")
-    print(f"  results (Ray Tune/Train, TensorBoard):  {storage}    tensorboard --logdir {storage}")
-    if uri.startswith("sqlite:///"):
-        print(f"  MLflow UI:  mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
-    print(f"  the runs, in MLflow's training view:  {tracking.ui_url(uri, experiment)}")
+    """The next steps, each a command that runs as printed (tests/test_demo.py runs every one)."""
     where = "" if uri.startswith("sqlite:///") else f" --tracking-uri {uri}"
-    print(f"  compare runs:  genlab runs {experiment}{where}")
+    print("\nWhere to look next:")
+    print(f"  results (checkpoints, Tune's state):  {storage}")
+    if uri.startswith("sqlite:///"):
+        print(f"  MLflow UI:  {tool('mlflow')} ui --backend-store-uri {uri} --host 127.0.0.1")
+    print(f"  the runs, in MLflow's training view:  {tracking.ui_url(uri, experiment)}")
+    print(f"  compare runs:  {tool('genlab')} runs {experiment}{where}")
     if run_id:
-        print(f"  the trained model:  genlab load {run_id}")
+        print(f"  the trained model:  {tool('genlab')} load {run_id}{where}")
 
 
 def cmd_train(args) -> int:
@@ -103,8 +117,9 @@ def cmd_train(args) -> int:
 
 def _resume_line(args) -> str:
     """The command that finishes an interrupted sweep or study: this one, with its overrides, and --resume."""
-    return shlex.join(["genlab", args.command, args.spec, *[a for o in args.overrides for a in ("--set", o)],
-                       "--storage", str(args.storage), "--resume"])
+    num_cpus = ["--num-cpus", f"{args.num_cpus:g}"] if args.num_cpus is not None else []
+    return shlex.join([tool("genlab"), args.command, args.spec, *[a for o in args.overrides for a in ("--set", o)],
+                       "--storage", str(args.storage), *num_cpus, "--resume"])
 
 
 def cmd_sweep(args) -> int:
@@ -114,13 +129,14 @@ def cmd_sweep(args) -> int:
     if summary.interrupted:
         print(f"\nSweep {spec.name} interrupted; finish it with:\n  {_resume_line(args)}")
         return 130
-    print(f"\nSweep {spec.name}: {len(summary.trials)} trials, ranked by {spec.metric} ({spec.mode}):")
+    print(f"\nSweep {spec.name}: {len(summary.trials)} trials, ranked by {spec.metric} ({spec.mode}) of the model each "
+          "keeps (its last epoch; ASHA-stopped trials: the epoch they stopped at):")
     print(summary.table())
     for t in summary.failed:
         print(f"  trial {t.trial_id} failed: {t.error}")
     best = summary.best
     if best is not None:
-        print(f"\nBest trial: {best.trial_id}  {spec.metric}={best.best:.4g}")
+        print(f"\nBest trial: {best.trial_id}  {spec.metric}={best.value:.4g}")
         for k, v in sorted(best.params.items()):
             print(f"  {k} = {v}")
         if args.register:
@@ -144,7 +160,7 @@ def cmd_study(args) -> int:
           f"{len(summary.failed)} failed")
     for line in summary.failed:
         print(f"  failed: {line}")
-    print(f"\nThe paper-vs-ours page:  genlab report {spec.name}" + ("" if uri.startswith("sqlite:///") else
+    print(f"\nThe paper-vs-ours page:  {tool('genlab')} report {spec.name}" + ("" if uri.startswith("sqlite:///") else
                                                                       f" --tracking-uri {uri}"))
     _where_next(summary.study_dir, uri, spec.tracking.experiment)
     return 0 if len(summary.failed) < summary.runs else 1
@@ -217,8 +233,11 @@ def cmd_load(args) -> int:
     except Exception as e:
         raise SpecError(f"run {args.run_id}: no genlab run spec at {uri} ({type(e).__name__}); is the run id from "
                         "`genlab runs` and the tracking URI the run's?") from None
+    if not _has_model(uri, args.run_id, rl=spec.env is not None):
+        raise SpecError(f"run {args.run_id} has no trained model to load ({_why_no_model(uri, args.run_id)}); "
+                        + _runs_with_models(uri, args.run_id))
     print(f"run {args.run_id}: {spec.algorithm} on {spec.env.id if spec.env else spec.data.name}; MLflow models: "
-          + ", ".join(f"runs:/{args.run_id}/{m}" for m in models.model_names(uri, args.run_id)))
+          + ", ".join(models.model_names(uri, args.run_id)))
     if spec.env is not None:
         returns = models.play(args.run_id, uri, args.episodes)
         print(f"{args.episodes} greedy episodes of {spec.env.id}: mean return {np.mean(returns):.4g} "
@@ -230,10 +249,42 @@ def cmd_load(args) -> int:
     return 0
 
 
+def _has_model(uri: str, run_id: str, *, rl: bool) -> bool:
+    """Whether `genlab load` can rebuild the run's model: a generative run's final checkpoint, an RL run's policy."""
+    from genlab import models
+    from genlab.runners.storage import CHECKPOINT_ARTIFACT, GENERATIVE_STATE
+
+    if rl:
+        return "policy" in models.model_names(uri, run_id)
+    return GENERATIVE_STATE in [p.rsplit("/", 1)[-1] for p in tracking.artifact_paths(uri, run_id, CHECKPOINT_ARTIFACT)]
+
+
+def _why_no_model(uri: str, run_id: str) -> str:
+    run = tracking.client(uri).get_run(run_id)
+    if run.info.status == "FAILED":
+        return f"it failed: {run.data.tags.get(tracking.TAG_ERROR, 'see its error.txt')}"
+    if run.info.status == "RUNNING":
+        return "it is still running; its model is logged at its end"
+    return f"it ended {run.info.status} before its first checkpoint"
+
+
+def _runs_with_models(uri: str, run_id: str) -> str:
+    """A hint naming the latest runs of the same experiment that have a model."""
+    experiment_id = tracking.client(uri).get_run(run_id).info.experiment_id
+    found = [r for r in tracking.search(uri, "attributes.status = 'FINISHED'", experiment_ids=[experiment_id],
+                                        max_results=20, newest_first=True)
+             if r.info.run_id != run_id and r.data.tags.get(tracking.TAG_KIND) in ("train", "rl")
+             and _has_model(uri, r.info.run_id, rl=r.data.tags[tracking.TAG_KIND] == "rl")][:3]
+    if not found:
+        return "no other run of its experiment has one yet"
+    return "runs with one: " + ", ".join(f"{tool('genlab')} load {r.info.run_id} ({r.info.run_name})" for r in found)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Runs opened in other processes (sweep trials) record the command the user typed. Called as a library
     # (argv given), the command is that argv and the caller's environment is left as it was.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per result, not bars
     saved = os.environ.get(tracking.COMMAND_ENV)
     if argv is None:
         os.environ.setdefault(tracking.COMMAND_ENV, tracking.command())

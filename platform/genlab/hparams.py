@@ -27,6 +27,12 @@ class Hparams(BaseModel):
     local_cpus: ClassVar[int] = 1
     """CPUs a local Ray needs to run the method at all (checked before Ray starts against ``--num-cpus``)."""
 
+    def unreported(self) -> dict[str, str]:
+        """The metrics of ``metrics`` these settings do not report, each with the setting that would (e.g.
+        ``{"eval/fid": "hparams.sample_scores: [inception]"}``): a sweep on one of them is refused before Ray
+        starts. None by default."""
+        return {}
+
     def check(self, ctx: RunContext) -> list[str]:
         """Problems between these settings and the rest of the run (its data, env, PPO settings, budget), one line
         each, starting with the field's path (``hparams.<field>``); none by default."""

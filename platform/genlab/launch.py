@@ -126,8 +126,15 @@ def local_ray_options(num_cpus: float | None, runtime_env: dict) -> dict:
             "runtime_env": {**runtime_env, "env_vars": env_vars}}
 
 
-def start_ray(num_cpus: float | None = None) -> None:
-    """Start (or, with ``RAY_ADDRESS``, join) Ray with genlab's settings in every Ray process of the run."""
+def start_ray(num_cpus: float | None = None, *, quiet: bool = False) -> None:
+    """Start (or, with ``RAY_ADDRESS``, join) Ray with genlab's settings in every Ray process of the run.
+
+    ``quiet`` (sweeps and studies): the output of the trials' processes (Train controllers, workers, Ray's own
+    warnings) stays in Ray's logs, not the terminal; genlab prints one line per trial event instead
+    (``runners.trials.progress_lines``). Ray's, MLflow's and Optuna's informational lines are left out too.
+    """
+    import logging
+
     import ray
 
     import genlab
@@ -135,15 +142,28 @@ def start_ray(num_cpus: float | None = None) -> None:
 
     if ray.is_initialized():
         return
+    if quiet:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter honours verbose=0 (no tables)
+        # genlab logs pickled torch models on purpose (runlog.RunLogger.model says why); MLflow warns at each.
+        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.environ.update({k: v for k, v in RAY_ENV_VARS.items() if k not in os.environ})
     # Every Ray process of the run gets genlab's Ray settings and the user's GENLAB_* variables. Inside a
     # Ray job, the job's runtime env already reaches them, and Ray refuses to set a variable twice.
     env_vars = {**RAY_ENV_VARS, **{k: v for k, v in os.environ.items() if k.startswith("GENLAB_")}}
     runtime_env = {"env_vars": {k: v for k, v in env_vars.items() if k not in ray_compat.job_env_vars()}}
+    options = {"log_to_driver": False, "logging_level": logging.ERROR} if quiet else {}
     if os.environ.get("RAY_ADDRESS"):
-        ctx = ray.init(runtime_env=runtime_env)
+        ctx = ray.init(runtime_env=runtime_env, **options)
     else:
-        ctx = ray.init(**local_ray_options(num_cpus, runtime_env))
+        local = local_ray_options(num_cpus, runtime_env)
+        ctx = ray.init(**local, **options)
+        # This driver asks the state API too (a sweep's end frees what its trials left): our dashboard, whatever else
+        # runs on the machine.
+        os.environ["RAY_API_SERVER_ADDRESS"] = local["runtime_env"]["env_vars"]["RAY_API_SERVER_ADDRESS"]
     print(f"[genlab] genlab {genlab.__version__} from {tracking.code_path()}", flush=True)
     if ctx.dashboard_url:
         print(f"[genlab] Ray dashboard: http://{ctx.dashboard_url}", flush=True)
@@ -180,7 +200,7 @@ def sweep(spec: str | Path | SweepSpec, *, overrides: list[str] = (), storage: s
     uri = tracking.resolve_uri(spec.run.tracking.uri)
     folder = storage_dir(storage or default_storage(), uri)
     run_storage.check_can_start("sweep", folder, spec.name, resume)
-    start_ray(num_cpus)
+    start_ray(num_cpus, quiet=True)
     return Launched(spec, folder, uri, sweep_runner.run(spec, storage_path=folder, resume=resume))
 
 
@@ -197,7 +217,7 @@ def study(spec, *, overrides: list[str] = (), storage: str | Path | None = None,
     uri = tracking.resolve_uri(spec.tracking.uri)
     folder = storage_dir(storage or default_storage(), uri)
     run_storage.check_can_start("study", folder, spec.name, resume)
-    start_ray(num_cpus)
+    start_ray(num_cpus, quiet=True)
     return Launched(spec, folder, uri, study_runner.run(spec, storage_path=folder, resume=resume))
 
 

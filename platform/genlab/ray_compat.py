@@ -91,21 +91,41 @@ def release_autoscaling_request(train_run_id: str, controller_actor_id: str | No
         TrainAutoscalingCoordinatorClient(f"train-{train_run_id}").cancel_resource_request()
 
 
-def remove_job_placement_groups() -> list[str]:
+def remove_job_placement_groups(wait_s: float = 60.0, poll_s: float = 1.0) -> list[str]:
     """Remove the placement groups this job created that are still reserved; returns their ids.
 
     Called when a sweep is over, when no trial of it runs any more. A Train controller stopped while its worker
     group was starting can leave that group's placement group behind (Ray 2.60's cleaner learns of it only once the
     group has started), and Ray did not always remove it when the job ended either: on an autoscaling cluster the
     reserved GPU node then never goes idle and is never removed.
+
+    The order matters. A placement group removed under a Train controller that is still alive (a stopped trial's
+    controller shuts down some seconds after Tune ends the trial) makes that controller retry: it prints a worker
+    failure and asks for a new worker group, a node an autoscaler would start. So this waits (up to ``wait_s``) until
+    no Train controller of this job is alive, then gives Ray Train's own cleaners the same time to remove their
+    groups, and removes only what is still left after that.
     """
     import ray
     from ray.util.placement_group import PlacementGroup, remove_placement_group
-    from ray.util.state import list_placement_groups
+    from ray.util.state import list_actors, list_placement_groups
 
     job = ray.get_runtime_context().get_job_id()
-    left = [pg for pg in list_placement_groups(filters=[("creator_job_id", "=", job)], detail=True, limit=10_000)
-            if pg.state in ("PENDING", "CREATED", "RESCHEDULING") and not pg.is_detached]
+
+    def reserved():
+        return [pg for pg in list_placement_groups(filters=[("creator_job_id", "=", job)], detail=True, limit=10_000)
+                if pg.state in ("PENDING", "CREATED", "RESCHEDULING") and not pg.is_detached]
+
+    with _guard("the actor class name TrainController (Ray Train V2's controller)",
+                "to free a sweep's placement groups only once no Train controller is alive"):
+        from ray.train.v2._internal.execution.controller import TrainController
+
+        controller_class = TrainController.__name__
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and (
+            list_actors(filters=[("class_name", "=", controller_class), ("state", "=", "ALIVE"),
+                                 ("job_id", "=", job)], limit=10_000) or reserved()):
+        time.sleep(poll_s)
+    left = reserved()
     removed = []
     for pg in left:
         try:
@@ -267,6 +287,9 @@ def check() -> list[str]:
 
         Trial.pickled_error_file, Trial.error_file  # noqa: B018
     checked.append("Trial error files")
+    with _guard("ray.train.v2._internal.execution.controller.TrainController", "to free placement groups in order"):
+        from ray.train.v2._internal.execution.controller import TrainController  # noqa: F401
+    checked.append("TrainController class")
     with _guard("Learner._learner_connector", "to insert reward pieces"):
         from ray.rllib.core.learner.learner import Learner
 

@@ -44,6 +44,10 @@ class Arm:
         """One number per finished run: the metric at its last logged step."""
         return [r.data.metrics[metric] for r in self.runs if metric in r.data.metrics]
 
+    def seeds(self, metric: str) -> list[int]:
+        """The seeds of the runs :meth:`scores` comes from."""
+        return [int(r.data.tags.get(tracking.TAG_SEED, -1)) for r in self.runs if metric in r.data.metrics]
+
 
 @dataclass
 class Study:
@@ -52,6 +56,16 @@ class Study:
     arms: dict[str, Arm]
     comparisons: list[dict]
     seeds: list[int]
+    tuning_seeds: list[int] | None = None
+    """The seeds the arms' settings were chosen on (None: a study from before genlab recorded them)."""
+
+    def seed_note(self, seeds: list[int]) -> str:
+        """Which seeds a number rests on: "10 held-out", or with tuning seeds among them "8 held-out + 2 tuning †"."""
+        if self.tuning_seeds is None:
+            return f"{len(seeds)} (tuning seeds not recorded)"
+        tuned = [s for s in seeds if s in self.tuning_seeds]
+        held = len(seeds) - len(tuned)
+        return f"{held} held-out" + (f" + {len(tuned)} tuning †" if tuned else "")
 
 
 def find_study(uri: str, name: str) -> Study:
@@ -76,7 +90,7 @@ def find_study(uri: str, name: str) -> Study:
             arm.failed += 1
     for arm in arms.values():
         arm.runs.sort(key=lambda r: int(r.data.tags.get(TAG_SEED, 0)))
-    return Study(name, parent, arms, spec.get("comparisons", []), spec["seeds"])
+    return Study(name, parent, arms, spec.get("comparisons", []), spec["seeds"], spec.get("tuning_seeds"))
 
 
 def _parent_spec(uri: str, run_id: str) -> dict:
@@ -232,9 +246,19 @@ def build(uri: str, study_name: str, out: Path) -> tuple[Path, Path]:
     page = Page(f"genlab report: {study.name}")
     when = datetime.fromtimestamp(study.parent.info.start_time / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit = study.parent.data.tags.get("genlab.git_commit", "unknown")
-    page.para(f"Study {study.name}, started {when}, genlab commit {commit}; seeds {study.seeds}; runs tracked at "
-              f"{uri}. Scores are each run's metric at its last epoch; intervals are 95% percentile-bootstrap "
-              "intervals over seeds (2000 resamples); IQM is the interquartile mean.")
+    page.para(f"Study {study.name}, started {when}, genlab commit {commit}; runs tracked at {uri}. Scores are each "
+              "run's metric at its last epoch; intervals are 95% percentile-bootstrap intervals over seeds (2000 "
+              "resamples); IQM is the interquartile mean.")
+    if study.tuning_seeds is None:
+        page.para(f"Seeds {study.seeds}. This study predates the held-out-seed protocol: it does not say which seeds "
+                  "its settings were chosen on, so its numbers may rest on them.")
+    else:
+        held = [s for s in study.seeds if s not in study.tuning_seeds]
+        page.para(f"Held-out seeds, which the claims rest on: {held}. Tuning seeds, on which the arms' settings were "
+                  f"chosen: {study.tuning_seeds}."
+                  + (f" † marks numbers that include runs on tuning seeds "
+                     f"({[s for s in study.seeds if s in study.tuning_seeds]}, run with report_on_tuning_seeds): "
+                     "they overstate what held-out seeds would show." if len(held) < len(study.seeds) else ""))
     page.heading("Arms")
     page.table(["arm", "algorithm", "finished runs", "failed", "claims"],
                [[a.label, a.algorithm, str(len(a.runs)), str(a.failed), ", ".join(a.claims) or "–"]
@@ -257,9 +281,11 @@ def build(uri: str, study_name: str, out: Path) -> tuple[Path, Path]:
         ci = stats.bootstrap_ci(r.scores)
         inside = "–" if c.value is None else ("yes" if ci.contains(c.value) else "no")
         where = f"{r.arm}" + (f" (stand-in: {c.ci.note})" if c.ci else "")
+        note = study.seed_note(study.arms[r.arm].seeds(c.metric))
+        mark = " †" if "†" in note else ""
         table.append([f"{r.method}: {c.claim}", c.task, c.source, c.metric, paper_value,
-                      f"{_fmt(mean)} ± {_fmt(sd, 3)}", f"{_fmt(ci.estimate)} [{_fmt(ci.low)}, {_fmt(ci.high)}]",
-                      str(len(r.scores)), inside, where])
+                      f"{_fmt(mean)} ± {_fmt(sd, 3)}{mark}",
+                      f"{_fmt(ci.estimate)} [{_fmt(ci.low)}, {_fmt(ci.high)}]{mark}", note, inside, where])
     page.table(["claim", "task", "source", "metric", "paper", "ours: mean ± sd", "ours: IQM [95% CI]", "seeds",
                 "paper inside CI", "measured by"], table)
 
@@ -272,16 +298,17 @@ def build(uri: str, study_name: str, out: Path) -> tuple[Path, Path]:
             x, y = t.scores(paper_comp.metric), ctl.scores(paper_comp.metric)
             if not x or not y:
                 comp_rows.append([paper_comp.claim, f"{t.label} vs {ctl.label}", paper_comp.metric, "not run", "–",
-                                  "–", paper_comp.source])
+                                  "–", "–", paper_comp.source])
                 continue
             better = paper_comp.mode == "max"
             poi = stats.probability_of_improvement_ci(x, y, higher_is_better=better)
+            note = study.seed_note(sorted(set(t.seeds(paper_comp.metric)) | set(ctl.seeds(paper_comp.metric))))
             comp_rows.append([paper_comp.claim, f"{t.label} vs {ctl.label}", paper_comp.metric,
                               f"{_fmt(stats.iqm(x))} vs {_fmt(stats.iqm(y))}",
-                              f"{poi.estimate:.2f} [{poi.low:.2f}, {poi.high:.2f}]",
-                              "yes" if poi.low > 0.5 else "not shown", paper_comp.source])
+                              f"{poi.estimate:.2f} [{poi.low:.2f}, {poi.high:.2f}]" + (" †" if "†" in note else ""),
+                              "yes" if poi.low > 0.5 else "not shown", note, paper_comp.source])
         page.table(["the paper's comparison", "arms", "metric", "IQM", "P(improvement) [95% CI]",
-                    "agrees (CI above 0.5)", "source"], comp_rows)
+                    "agrees (CI above 0.5)", "seeds", "source"], comp_rows)
 
     metrics = sorted({r.claim.metric for r in rows if r.measured})
     curves = curves_png(study, metrics, uri)

@@ -22,7 +22,8 @@ def runs_table(uri: str, experiment: str, max_runs: int = 50, *, wide: bool = Fa
 
     Rows: short run names (a trial's sweep prefix dropped), status, the sweep; columns: the parameters that differ
     between the runs (``hparams.`` dropped), then the sweep's metric, then the other ``eval/*`` metrics, numbers to 4
-    significant digits. ``wide=True`` adds every differing parameter and every metric, and does not cut to ``width``.
+    significant digits. Metrics are those of the model each run keeps (as the sweep ranks them). ``wide=True`` adds
+    every differing parameter and every metric, and does not cut to ``width``.
     """
     import pandas as pd
 
@@ -41,7 +42,7 @@ def runs_table(uri: str, experiment: str, max_runs: int = 50, *, wide: bool = Fa
         name = r.info.run_name.removeprefix(f"{sweep}-") if sweep else r.info.run_name
         row = {"run": name, "status": r.info.status.lower(), "sweep": sweep}
         row.update({f"p:{k}": _short(v) for k, v in r.data.params.items()})
-        row.update({f"m:{k}": v for k, v in r.data.metrics.items()})
+        row.update({f"m:{k}": v for k, v in tracking.kept_model_metrics(uri, r).items()})
         rows.append(row)
     df = pd.DataFrame(rows)
     pcols = [c for c in df.columns if c.startswith("p:") and df[c].astype(str).nunique(dropna=False) > 1]

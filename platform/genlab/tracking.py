@@ -40,9 +40,11 @@ TAG_SWEEP_DIR = "genlab.sweep_dir"  # a sweep's Tune folder: --resume reopens it
 TAG_STUDY = "genlab.study"
 TAG_STUDY_DIR = "genlab.study_dir"
 TAG_ARM = "genlab.arm"
-TAG_SEED = "genlab.seed"
+TAG_SEED = "genlab.seed"  # a study's or sweep's run: its seed
+TAG_SEEDS = "genlab.seeds"  # a sweep: the seeds its trials used (they tuned on them), "0,1"
 TAG_CLAIMS = "genlab.claims"
 TAG_STOPPED_EARLY = "genlab.stopped_early"  # a trial ASHA stopped, with the epoch
+TAG_MODEL_EPOCH = "genlab.model_epoch"  # a stopped trial's kept model: its epoch (it may have logged one more)
 TAG_TRAIN_RUN = "genlab.train_run_id"  # the Ray Train run of a generative run
 TAG_TRAIN_CONTROLLER = "genlab.train_controller"  # its Train controller actor
 TAG_KIND = "genlab.kind"
@@ -219,6 +221,11 @@ def artifact_dirs_with(uri: str, run_id: str, filename: str) -> list[str]:
             and any(a.path.endswith(f"/{filename}") for a in c.list_artifacts(run_id, f.path))]
 
 
+def artifact_paths(uri: str, run_id: str, folder: str | None = None) -> list[str]:
+    """The paths of the run's artifacts in ``folder`` (its top level when None), not recursive."""
+    return [f.path for f in client(uri).list_artifacts(run_id, folder)]
+
+
 def logged_models(uri: str, run_id: str) -> dict:
     """The MLflow 3 logged models a run made (its source run), by name: the latest READY one of each name."""
     c = client(uri)
@@ -235,6 +242,20 @@ def read_artifact(uri: str, run_id: str, path: str) -> bytes:
 def metric_history(uri: str, run_id: str, metric: str) -> dict[int, float]:
     """Step -> value of one metric of a run."""
     return {m.step: m.value for m in client(uri).get_metric_history(run_id, metric)}
+
+
+def kept_model_metrics(uri: str, run) -> dict[str, float]:
+    """A run's metrics as of the model it keeps: its latest values, except for a trial ASHA stopped whose workers
+    logged an epoch past its kept model (tag genlab.model_epoch): its evaluation metrics at that epoch. What a sweep
+    ranks trials by and `genlab runs` shows."""
+    metrics = dict(run.data.metrics)
+    epoch = run.data.tags.get(TAG_MODEL_EPOCH)
+    if epoch is not None:
+        for k in [k for k in metrics if k.startswith("eval/")]:
+            history = metric_history(uri, run.info.run_id, k)
+            if int(epoch) in history:
+                metrics[k] = history[int(epoch)]
+    return metrics
 
 
 def open_run(uri: str, experiment: str, *, run_name: str, config: dict, tags: dict[str, str],

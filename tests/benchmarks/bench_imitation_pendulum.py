@@ -111,7 +111,8 @@ def run_seed(seed: int, demos: Path, budget_steps: int, num_trajectories: int) -
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--experts", required=True, help="bench_gail_pendulum.py's --experts folder (seed<N>/demos)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="default: every seed bench_gail_pendulum.py cached an expert for in --experts")
     p.add_argument("--budget-steps", type=int, default=150_000)
     p.add_argument("--num-trajectories", type=int, default=10)
     p.add_argument("--threshold", type=float, default=0.9)
@@ -119,8 +120,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
 
+    seeds = args.seeds or sorted(int(d.name.removeprefix("seed")) for d in Path(args.experts).glob("seed*")
+                                 if (d / "demos").is_dir())
+    print(f"[imitation] seeds: {seeds}", flush=True)
     rows, curves = [], {}
-    for seed in args.seeds:
+    for seed in seeds:
         # Round up to whole rounds, as genlab's budget is whole iterations (74 x 2048 = 37 x 4096 = 151552).
         budget = math.ceil(args.budget_steps / (N_ENVS * N_STEPS)) * N_ENVS * N_STEPS
         curve = run_seed(seed, Path(args.experts) / f"seed{seed}" / "demos", budget, args.num_trajectories)

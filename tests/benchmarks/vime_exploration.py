@@ -26,16 +26,20 @@ def main() -> None:
     import genlab.envs
     from algorithms.vime.rllib import VIMEConfig
     from genlab.rl.ppo import make_ppo_config
+    from genlab.studies import held_out_seeds
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated; default: 10 held-out seeds (drawn from 1000+ by this benchmark's name)")
     p.add_argument("--budget", type=int, default=30, help="iterations of 4000 env steps")
     p.add_argument("--method", choices=["vime", "ppo", "both"], default="both")
     args = p.parse_args()
 
+    seeds = list(map(int, args.seeds.split(","))) if args.seeds else held_out_seeds("vime-exploration", 10)
+    print(f"seeds: {seeds}" + ("" if args.seeds else " (held out: the settings were chosen on seeds 0-9)"), flush=True)
     ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": genlab.RAY_ENV_VARS})
     try:
-        for seed in map(int, args.seeds.split(",")):
+        for seed in seeds:
             for method in ("vime", "ppo") if args.method == "both" else (args.method,):
                 cls = VIMEConfig if method == "vime" else PPOConfig
                 config = make_ppo_config(genlab.envs.SPARSE_MOUNTAIN_CAR, LEARN_PPO, num_envs=16, seed=seed,

@@ -16,7 +16,7 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
 
-import genlab.envs  # noqa: F401  (genlab's env ids, made here by gym.make)
+from genlab import envs  # genlab's env ids, made here by gym.make
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """A batch of observations (num_envs, *obs_shape) -> a batch of env actions."""
@@ -25,6 +25,8 @@ MAX_VECTOR_ENVS = 16
 """Upper bound on parallel sub-environments used by ``rollout``."""
 EVAL_EPISODES = 10
 """Greedy episodes per evaluation of an RL run (eval/true_return, eval/normalized_score)."""
+
+envs.quiet_mujoco()  # MuJoCo envs are made here: their warnings go to Python, not a file
 
 
 def env_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:

@@ -19,8 +19,10 @@ from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPP
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-import genlab.envs  # noqa: F401  (genlab's env ids: the env runner makes the env in this process)
+from genlab import envs  # genlab's env ids: the env runner makes the env in this process
 from genlab.rl.hparams import PPOHparams
+
+envs.quiet_mujoco()  # MuJoCo envs are made in this process: their warnings go to Python, not a file
 
 POLICY_INIT = "genlab_policy_init"
 """model_config key of :class:`PPOModule`'s settings: {"scale": float, "log_std_init": float | None}."""

@@ -32,11 +32,26 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
         in_tune: bool = False, resume: bool = False):
     """Train ``spec`` with its kind's runner (Ray Train for generative methods, RLlib for RL); returns its
     ``RunResult`` (the last report's metrics, the history, the MLflow run id)."""
+    return _runner(spec).fit(spec, storage_path=storage_path, run_key=run_key, mlflow_tags=mlflow_tags, in_tune=in_tune,
+                      resume=resume)
+
+
+def finalize_from_checkpoint(spec, run_dir: Path, logger, upto: int) -> int | None:
+    """Log the end of a run that was stopped before its last epoch (ASHA stopped the trial and its processes with
+    it) from its latest checkpoint in ``run_dir`` at or before epoch ``upto`` (where it was stopped; an RL run keeps
+    one checkpoint, which may be one epoch past): its checkpoint, learning curves and models, as a finished run logs
+    them. Returns the checkpoint's epoch; None when it has none."""
+    return _runner(spec).finalize_from_checkpoint(spec, Path(run_dir), logger, upto)
+
+
+def _runner(spec):
+    """The runner module of the spec's kind of method."""
     from genlab import registry
 
     if registry.entry(spec.algorithm).kind == "generative":
-        from genlab.runners import generative as runner
-    else:
-        from genlab.runners import rl as runner
-    return runner.fit(spec, storage_path=storage_path, run_key=run_key, mlflow_tags=mlflow_tags, in_tune=in_tune,
-                      resume=resume)
+        from genlab.runners import generative
+
+        return generative
+    from genlab.runners import rl
+
+    return rl

@@ -141,12 +141,9 @@ def train_loop_per_worker(cfg: dict) -> None:
             if rank == 0:
                 logger.metrics(metrics, step=epoch)
                 _say(rank, _progress(epoch, b.epochs, metrics, shown))
-            if is_last and logger is not None and spec.tracking.log_models:
-                for name, (module, example) in algo.models().items():
-                    logger.model(name, module, example)
             if b.checkpoint_due(epoch):
                 state = {"algo": algo.state_dict(), "epoch": epoch, "history": history, "last_eval": last_eval}
-                _report_with_checkpoint(rank, metrics, state, final_to=logger if is_last else None, history=history)
+                _report_with_checkpoint(rank, metrics, state, final=(logger, algo, spec) if is_last else None)
             else:
                 ray.train.report(metrics)
             faults.after_report(epoch)
@@ -169,10 +166,10 @@ def _log_datasets(logger: runlog.RunLogger, spec: RunSpec, ds: data.ImageData) -
                                         {"test_images": len(ds.test_x)}), "eval")
 
 
-def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final_to, history: list[dict]) -> None:
-    """Report with a checkpoint. After the last epoch, rank 0 first logs the final checkpoint and the learning
-    curves to MLflow: inside a sweep, Tune may end the trial as soon as its last result arrives, so nothing after
-    this report is sure to run."""
+def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final: tuple | None) -> None:
+    """Report with a checkpoint. After the last epoch (``final``: the logger, algorithm and spec), rank 0 first logs
+    the run's end to MLflow (:func:`log_final`): inside a sweep, Tune may end the trial as soon as its last result
+    arrives, so nothing after this report is sure to run."""
     import ray.train
 
     if rank != 0:
@@ -180,11 +177,37 @@ def _report_with_checkpoint(rank: int, metrics: dict, state: dict, final_to, his
         return
     with tempfile.TemporaryDirectory() as d:
         torch.save(state, Path(d) / GENERATIVE_STATE)
-        if final_to is not None:
-            final_to.file(Path(d) / GENERATIVE_STATE, CHECKPOINT_ARTIFACT)
-            final_to.learning_curves(history)
-            final_to.flush()  # MLflow has it all (or the run's outbox holds it) before the last report
+        if final is not None:
+            logger, algo, spec = final
+            log_final(logger, algo, Path(d) / GENERATIVE_STATE, state, spec.tracking.log_models)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def log_final(logger: runlog.RunLogger, algo, state_file: Path, state: dict, log_models: bool) -> None:
+    """A run's end in MLflow: its checkpoint (``checkpoint/state.pt``), learning curves and, with ``log_models``,
+    its networks as MLflow models carrying the evaluation's metrics of that epoch: the model a run keeps."""
+    logger.file(state_file, CHECKPOINT_ARTIFACT)
+    logger.learning_curves(state["history"])
+    if log_models:
+        for name, (module, example) in algo.models().items():
+            logger.model(name, module, example, metrics=state["last_eval"], step=state["epoch"])
+    logger.flush()  # MLflow has it all (or the run's outbox holds it) before the last report
+
+
+def finalize_from_checkpoint(spec: RunSpec, run_dir: Path, logger: runlog.RunLogger, upto: int) -> int | None:
+    """Log the end of a run that was stopped (ASHA) from its latest Ray Train checkpoint in ``run_dir`` at or before
+    epoch ``upto``, as :func:`log_final` does at a run's last epoch; returns the checkpoint's epoch (None: none)."""
+    for folder in reversed(ray_compat.train_checkpoints(run_dir)):
+        state_file = folder / GENERATIVE_STATE
+        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        if state["epoch"] <= upto:
+            break
+    else:
+        return None
+    algo = registry.algorithm_class(spec.algorithm)(spec.hparams_obj(), data.info(spec.data), "cpu")
+    algo.load_state_dict(state["algo"])
+    log_final(logger, algo, state_file, state, spec.tracking.log_models)
+    return state["epoch"]
 
 
 def _say(rank: int, text: str) -> None:

@@ -101,17 +101,37 @@ def _iterations(spec, algo, run: runlog.RunLogger, meta: dict, history: list[dic
             algo.save_to_path(str(ckpt))
             (ckpt / RL_STATE).write_text(json.dumps({"iteration": it, "history": history}))
         if it == b.epochs:  # before the last report: in a sweep, Tune may end the trial right after it
-            run.learning_curves(history)
-            run.dir(ckpt / MODULE_SUBDIR, f"{CHECKPOINT_ARTIFACT}/policy")
-            if spec.tracking.log_models:
-                obs_space, act_space = env_spaces(spec.env.id)
-                example = torch.as_tensor(np.stack([obs_space.sample() for _ in range(4)]), dtype=torch.float32)
-                run.model("policy", GreedyPolicy(_policy_module(algo), act_space), example)
-            run.flush()  # MLflow has it all (or the run's outbox holds it) before the last report
+            log_final(run, spec, _policy_module(algo), ckpt, history)
         if in_tune:
             from ray import tune
 
             tune.report(m)
+
+
+def log_final(run: runlog.RunLogger, spec, policy: RLModule, ckpt: Path, history: list[dict]) -> None:
+    """A run's end in MLflow: learning curves, the policy's checkpoint (``checkpoint/policy``) and, with
+    ``tracking.log_models``, the greedy policy as an MLflow model carrying the last evaluation's metrics."""
+    run.learning_curves(history)
+    run.dir(ckpt / MODULE_SUBDIR, f"{CHECKPOINT_ARTIFACT}/policy")
+    if spec.tracking.log_models:
+        obs_space, act_space = env_spaces(spec.env.id)
+        example = torch.as_tensor(np.stack([obs_space.sample() for _ in range(4)]), dtype=torch.float32)
+        last = history[-1] if history else {}
+        run.model("policy", GreedyPolicy(policy, act_space), example,
+                  metrics={k: v for k, v in last.items() if k.startswith("eval/")}, step=last.get("epoch"))
+    run.flush()  # MLflow has it all (or the run's outbox holds it) before the last report
+
+
+def finalize_from_checkpoint(spec, run_dir: Path, run: runlog.RunLogger, upto: int) -> int | None:
+    """Log the end of a run that was stopped (ASHA) from its checkpoint in ``run_dir``, as :func:`log_final` does at
+    a run's last iteration; returns the checkpoint's iteration (None: no checkpoint). An RL run keeps one checkpoint,
+    which may be an iteration past ``upto``, where Tune stopped it: the trial goes on until its next report."""
+    ckpt = run_dir / "checkpoint"
+    if not (ckpt / RL_STATE).is_file():
+        return None
+    state = json.loads((ckpt / RL_STATE).read_text())
+    log_final(run, spec, RLModule.from_checkpoint(ckpt / MODULE_SUBDIR), ckpt, state["history"])
+    return state["iteration"]
 
 
 def _log_datasets(run: runlog.RunLogger, spec, meta: dict) -> None:

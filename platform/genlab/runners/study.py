@@ -1,16 +1,21 @@
 """Studies: every arm × every seed as one Ray Tune experiment (a grid, no search, no early stopping), resumable,
 one MLflow parent run (tag ``genlab.kind: study``) with a child run per arm and seed, tagged with the arm, the
 seed and the paper claims it measures. ``genlab report`` turns those runs into the paper-vs-ours page.
+
+A study's seed is the whole of a run's randomness: its ``seed`` and, for a dataset, its ``data.seed`` (the labeled
+subset, and the split of data that has no fixed test set). The seeds are held out from those the arms' settings were
+tuned on (``StudySpec.tuning_seeds``; the held-out-seed protocol of genlab.studies).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab import errors, runlog, tracking
+from genlab import config, errors, runlog, tracking
 from genlab.runners import storage, trials
 from genlab.studies import StudySpec
 
@@ -30,14 +35,15 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-").lower()
 
 
-def _trial(trial_config: dict, *, arms: dict, study: str, parent_run_id: str, train_storage: str) -> None:
+def _trial_plan(trial_config: dict, trial_id: str, *, arms: dict, study: str, parent_run_id: str):
+    """A trial's run: its arm's run with the trial's seed, named after the study, the arm and the seed."""
     arm, seed = trial_config["arm"], trial_config["seed"]
-    raw = copy.deepcopy(arms[arm]["run"])
-    raw["seed"] = seed
+    raw = {**copy.deepcopy(arms[arm]["run"]), "seed": seed, "name": f"{study}-{slug(arm)}-s{seed}"}
+    if raw.get("data"):  # a seed is all of a run's randomness: its labeled subset and split too
+        raw["data"]["seed"] = seed
     tags = {tracking.TAG_PARENT: parent_run_id, tracking.TAG_STUDY: study, tracking.TAG_ARM: arm,
             tracking.TAG_SEED: str(seed), tracking.TAG_CLAIMS: ",".join(arms[arm]["claims"])}
-    trials.run_trial(raw, source=f"{study}: {arm}, seed {seed}", name=f"{study}-{slug(arm)}-s{seed}", tags=tags,
-                     train_storage=train_storage)
+    return config.run_from_dict(raw, source=f"{study}: {arm}, seed {seed}"), tags
 
 
 def _resources(arms: dict):
@@ -64,18 +70,14 @@ def run(spec: StudySpec, *, storage_path: str | Path = "results", resume: bool =
                             tags={tracking.TAG_KIND: "study", tracking.TAG_STUDY: spec.name,
                                   tracking.TAG_STUDY_DIR: str(study_dir)},
                             resume_tag=(tracking.TAG_STUDY_DIR, str(study_dir)) if resume else None) as parent:
-        trainable = tune.with_resources(
-            tune.with_parameters(_trial, arms=arms, study=spec.name, parent_run_id=parent.run_id,
-                                 train_storage=str(study_dir / "train")),
-            _resources(arms))
-        results = trials.fit(trainable, name=spec.name, folder=study_dir, uri=uri, experiment=experiment,
-                             parent_run_id=parent.run_id, max_t=max(a.run.budget.epochs for a in spec.arms),
-                             resume=resume,
-                             new_tuner=lambda run_config: tune.Tuner(
-                                 trainable, param_space={"arm": tune.grid_search(list(arms)),
-                                                         "seed": tune.grid_search(list(spec.seeds))},
-                                 tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent),
-                                 run_config=run_config))
+        results = trials.fit(
+            plan=functools.partial(_trial_plan, arms=arms, study=spec.name, parent_run_id=parent.run_id),
+            resources=_resources(arms), name=spec.name, folder=study_dir, uri=uri, experiment=experiment,
+            parent_run_id=parent.run_id, resume=resume,
+            new_tuner=lambda trainable, run_config: tune.Tuner(
+                trainable,
+                param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(list(spec.seeds))},
+                tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent), run_config=run_config))
         interrupted = trials.unfinished(results, len(arms) * len(spec.seeds))
         failed = [f"{r.config['arm']} seed {r.config['seed']}: {errors.summary(r.error)}"
                   for r in results if r.error is not None]

@@ -16,10 +16,11 @@ interrupted) that the CLI prints and the parent MLflow run records.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab import errors, runlog, tracking
+from genlab import config, errors, runlog, tracking
 from genlab.errors import SpecError
 from genlab.runners import storage, trials
 from genlab.specs import Choice, IntRange, LogUniform, SweepSpec, Uniform, set_path
@@ -31,8 +32,9 @@ class TrialRow:
     status: str
     """"OK", "ERROR" (with ``error``) or "STOPPED" (by ASHA before the last epoch)."""
     epochs: int
-    best: float
-    """The trial's best value of the sweep's metric over its epochs (NaN when it reported none)."""
+    value: float
+    """The sweep's metric of the model the trial keeps (its last epoch's; NaN when it reported none): what trials are
+    ranked by, what `genlab runs` shows and what `genlab load` loads."""
     params: dict
     """The sampled values, by dotted path."""
     error: str = ""
@@ -53,7 +55,7 @@ class SweepSummary:
 
     @property
     def best(self) -> TrialRow | None:
-        ok = [t for t in self.trials if t.status != "ERROR" and t.best == t.best]
+        ok = [t for t in self.trials if t.status != "ERROR" and t.value == t.value]
         return ok[0] if ok else None
 
     @property
@@ -65,7 +67,7 @@ class SweepSummary:
         import pandas as pd
 
         rows = [{"trial": t.trial_id, "status": t.status, "epochs": t.epochs,
-                 **{k.removeprefix("hparams."): _fmt(v) for k, v in t.params.items()}, self.metric: _fmt(t.best)}
+                 **{k.removeprefix("hparams."): _fmt(v) for k, v in t.params.items()}, self.metric: _fmt(t.value)}
                 for t in self.trials[:top]]
         if not rows:
             return "(no trials)"
@@ -73,12 +75,14 @@ class SweepSummary:
             return pd.DataFrame(rows).to_string(index=False, na_rep="-")
 
 
-def _trial(trial_config: dict, *, base: dict, sweep: str, parent_run_id: str, train_storage: str) -> None:
+def _trial_plan(trial_config: dict, trial_id: str, *, base: dict, sweep: str, parent_run_id: str):
+    """A trial's run: the base run with its sampled values, named after the sweep and the trial."""
     raw = copy.deepcopy(base)
     for path, value in trial_config.items():
         set_path(raw, path, value)
-    trials.run_trial(raw, source="trial {trial_id}", name=f"{sweep}-{{trial_id}}", train_storage=train_storage,
-                     tags={tracking.TAG_PARENT: parent_run_id, tracking.TAG_SWEEP: sweep})
+    raw["name"] = f"{sweep}-{trial_id}"
+    spec = config.run_from_dict(raw, source=f"trial {trial_id}")
+    return spec, {tracking.TAG_PARENT: parent_run_id, tracking.TAG_SWEEP: sweep, tracking.TAG_SEED: str(spec.seed)}
 
 
 def _tune_domain(dim):
@@ -111,27 +115,26 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
                             resume_tag=(tracking.TAG_SWEEP_DIR, str(sweep_dir)) if resume else None) as parent:
         base = spec.run.with_absolute_paths().model_dump(mode="json")  # trials run in folders of their own
         base["tracking"]["uri"] = uri  # trials run in their own working dirs: pass the resolved store
-        trainable = tune.with_resources(
-            tune.with_parameters(_trial, base=base, sweep=spec.name, parent_run_id=parent.run_id,
-                                 train_storage=str(sweep_dir / "train")),
-            trials.trial_resources(spec.run.algorithm, spec.run.resources.cpus_per_worker),
-        )
         epochs = spec.run.budget.epochs
         s = spec.scheduler
         scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=s.grace_period,
                                    reduction_factor=s.reduction_factor)
                      if s.type == "asha" else FIFOScheduler())
-        results = trials.fit(trainable, name=spec.name, folder=sweep_dir, uri=uri, experiment=experiment,
-                             parent_run_id=parent.run_id, max_t=epochs, resume=resume,
-                             new_tuner=lambda run_config: tune.Tuner(
-                                 trainable,
-                                 param_space={path: _tune_domain(dim) for path, dim in spec.search_space.items()},
-                                 tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode,
-                                                             num_samples=spec.num_samples, scheduler=scheduler,
-                                                             search_alg=search_algorithm(spec)),
-                                 run_config=run_config))
-        summary = _summarize(spec, results, sweep_dir, parent.run_id, _trial_runs(uri, experiment, parent.run_id))
+        results = trials.fit(
+            plan=functools.partial(_trial_plan, base=base, sweep=spec.name, parent_run_id=parent.run_id),
+            resources=trials.trial_resources(spec.run.algorithm, spec.run.resources.cpus_per_worker),
+            name=spec.name, folder=sweep_dir, uri=uri, experiment=experiment, parent_run_id=parent.run_id,
+            resume=resume,
+            new_tuner=lambda trainable, run_config: tune.Tuner(
+                trainable, param_space={path: _tune_domain(dim) for path, dim in spec.search_space.items()},
+                tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
+                                            scheduler=scheduler, search_alg=search_algorithm(spec)),
+                run_config=run_config))
+        trial_runs = _trial_runs(uri, experiment, parent.run_id)
+        summary = _summarize(spec, results, sweep_dir, parent.run_id, trial_runs, uri)
         _log_summary(parent, summary)
+        seeds = sorted({int(r.data.params["seed"]) for r in trial_runs.values() if "seed" in r.data.params})
+        parent.tags({tracking.TAG_SEEDS: ",".join(map(str, seeds))})  # what this sweep tuned on
         if summary.interrupted:
             parent.end_error = KeyboardInterrupt()  # KILLED; --resume reopens it
         elif summary.trials and len(summary.failed) == len(summary.trials):
@@ -162,20 +165,10 @@ def grid_points(spec: SweepSpec) -> list[dict] | None:
     return [dict(zip(dims, values)) for values in itertools.product(*(d.choice for d in dims.values()))]
 
 
-def _best_value(spec: SweepSpec, result) -> float:
-    """The trial's best value of the metric over its epochs (how Tune ranks with scope='all'); NaN if none."""
-    df = result.metrics_dataframe
-    if df is not None and spec.metric in df and not df[spec.metric].dropna().empty:
-        col = df[spec.metric].dropna()
-        return float(col.min() if spec.mode == "min" else col.max())
-    value = (result.metrics or {}).get(spec.metric)
-    return float(value) if value is not None else float("nan")
-
-
-def _trial_runs(uri: str, experiment: str, parent_run_id: str) -> dict[str, str]:
-    """Trial id -> MLflow run id, for the trials of this sweep."""
+def _trial_runs(uri: str, experiment: str, parent_run_id: str) -> dict:
+    """Trial id -> its MLflow run, for the trials of this sweep."""
     runs = tracking.children(uri, parent_run_id, tracking.experiment_id(uri, experiment))
-    return {r.data.tags[tracking.TAG_TRIAL]: r.info.run_id for r in runs if tracking.TAG_TRIAL in r.data.tags}
+    return {r.data.tags[tracking.TAG_TRIAL]: r for r in runs if tracking.TAG_TRIAL in r.data.tags}
 
 
 def register_best(summary: SweepSummary, spec: SweepSpec, name: str) -> list[tuple[str, str]]:
@@ -189,7 +182,9 @@ def register_best(summary: SweepSummary, spec: SweepSpec, name: str) -> list[tup
                            tags={"genlab.sweep": spec.name, "genlab.trial_id": best.trial_id})
 
 
-def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str, trial_runs: dict[str, str]) -> SweepSummary:
+def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str, trial_runs: dict, uri: str) -> SweepSummary:
+    """The trials ranked by the sweep's metric of the model each keeps (``tracking.kept_model_metrics``: what `genlab
+    runs` shows too)."""
     from ray.tune import ExperimentAnalysis
 
     ids = {t.path: t.trial_id for t in ExperimentAnalysis(results.experiment_path).trials}  # trials that never reported
@@ -198,12 +193,15 @@ def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str, trial_run
         trial_id = (r.metrics or {}).get("trial_id") or ids.get(r.path, "?")
         epochs = int((r.metrics or {}).get("training_iteration", 0))
         status = "ERROR" if r.error is not None else "OK" if epochs >= spec.run.budget.epochs else "STOPPED"
+        run = trial_runs.get(trial_id)
+        value = tracking.kept_model_metrics(uri, run).get(spec.metric, float("nan")) if run else float("nan")
         rows.append(TrialRow(
-            trial_id=trial_id, status=status, epochs=epochs, best=_best_value(spec, r),
+            trial_id=trial_id, status=status, epochs=epochs, value=value,
             params={k: v for k, v in (r.config or {}).items() if "." in k},
-            error=errors.summary(r.error) if r.error is not None else "", mlflow_run_id=trial_runs.get(trial_id)))
+            error=errors.summary(r.error) if r.error is not None else "",
+            mlflow_run_id=run.info.run_id if run else None))
     sign = 1 if spec.mode == "min" else -1
-    rows.sort(key=lambda t: (t.status == "ERROR", t.best != t.best, sign * t.best if t.best == t.best else 0))
+    rows.sort(key=lambda t: (t.status == "ERROR", t.value != t.value, sign * t.value if t.value == t.value else 0))
     return SweepSummary(spec.name, spec.metric, spec.mode, sweep_dir, run_id, rows,
                         trials.unfinished(results, spec.num_samples))
 
@@ -212,7 +210,7 @@ def _log_summary(parent: runlog.RunLogger, summary: SweepSummary) -> None:
     parent.client.log_text(parent.run_id, summary.table(top=len(summary.trials)), "sweep/trials.txt")
     best = summary.best
     if best is not None:
-        parent.client.log_metric(parent.run_id, f"best/{summary.metric}", best.best)
+        parent.client.log_metric(parent.run_id, f"best/{summary.metric}", best.value)
         parent.tags({"best.trial_id": best.trial_id, "best.mlflow_run_id": str(best.mlflow_run_id),
                      **{f"best.{k}": str(v) for k, v in best.params.items()}})
 

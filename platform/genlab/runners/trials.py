@@ -14,20 +14,24 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from genlab import config, ray_compat, registry, runners, tracking
+from genlab import ray_compat, registry, runlog, runners, tracking
 from genlab.runners import generative
+from genlab.specs import RunSpec
 
 TRIAL_DRIVER_MEMORY = 64 * 1024**2
 
 
-def run_trial(raw: dict, *, source: str, name: str, tags: dict[str, str], train_storage: str) -> None:
-    """Inside a Tune trial: validate ``raw`` as a run spec named ``name`` and train it, tagged with ``tags`` and the
-    trial's id."""
+Plan = Callable[[dict, str], tuple[RunSpec, dict[str, str]]]
+"""How a trial's run spec and MLflow tags come from its Tune config and id (a sweep's sampled values, a study's arm
+and seed): a picklable function (``functools.partial`` of a module-level one)."""
+
+
+def run_trial(trial_config: dict, *, plan: Plan, train_storage: str) -> None:
+    """Inside a Tune trial: the run that ``plan`` makes of this trial, trained with its tags and the trial's id."""
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
-    raw = {**raw, "name": name.format(trial_id=trial_id)}
-    spec = config.run_from_dict(raw, source=source.format(trial_id=trial_id))
+    spec, tags = plan(trial_config, trial_id)
     runners.fit(spec, storage_path=train_storage, run_key=trial_id, in_tune=True,
                 mlflow_tags={**tags, tracking.TAG_TRIAL: trial_id})
 
@@ -48,12 +52,15 @@ def trial_resources(algorithm: str, cpus_per_worker: float) -> dict:
     return {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
 
 
-def close_trial_runs(uri: str, experiment: str, max_t: int):
+def close_trial_runs(uri: str, experiment: str, plan: Plan, train_storage: Path):
     """A Tune callback that closes a trial's MLflow run when Tune ends the trial.
 
     A trial whose driver raised closes nothing itself (it runs with ``in_tune=True``): this callback records how
-    Tune ended it: FINISHED (tagged ``genlab.stopped_early`` when ASHA stopped it before ``max_t``), or FAILED with
-    the error. It also withdraws the trial's Ray Train autoscaling request (``ray_compat.release_autoscaling_request``).
+    Tune ended it: FINISHED, or FAILED with the error. A trial ASHA stopped before its last epoch was killed with its
+    processes, so its end is logged here from its latest checkpoint (its checkpoint, curves and models, as a
+    finished run logs them: the model a trial keeps is that of the epoch it stopped at) and it is tagged
+    ``genlab.stopped_early``. It also withdraws the trial's Ray Train autoscaling request
+    (``ray_compat.release_autoscaling_request``).
     """
     from ray.tune import Callback
 
@@ -72,8 +79,13 @@ def close_trial_runs(uri: str, experiment: str, max_t: int):
             run = self._ended(trial)
             if run is not None:
                 it = trial.last_result.get("training_iteration", 0)
-                if it < max_t:
+                spec, _ = plan(trial.config, trial.trial_id)
+                if it < spec.budget.epochs:
                     tracking.client(uri).set_tag(run.info.run_id, tracking.TAG_STOPPED_EARLY, f"epoch {it}")
+                    kept = runners.finalize_from_checkpoint(spec, train_storage / trial.trial_id,
+                                                            runlog.RunLogger(uri, run.info.run_id), upto=it)
+                    if kept is not None:  # its workers may have logged an epoch past it before they were killed
+                        tracking.client(uri).set_tag(run.info.run_id, tracking.TAG_MODEL_EPOCH, str(kept))
                 tracking.close_run(uri, run.info.run_id)
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -84,20 +96,82 @@ def close_trial_runs(uri: str, experiment: str, max_t: int):
     return CloseTrialRuns()
 
 
-def fit(trainable, *, name: str, folder: Path, uri: str, experiment: str, parent_run_id: str, max_t: int,
+def progress_lines(plan: Plan, out=None):
+    """A Tune callback that prints what a person follows a sweep or study by, one line per event: a trial started
+    (with what sets it apart), each epoch's progress line (the method's own, as ``genlab train`` prints it), and how
+    it ended. Tune's tables and the trials' processes' own output stay in Ray's logs."""
+    import sys
+
+    from ray.tune import Callback
+
+    out = out or sys.stdout
+
+    def say(text: str) -> None:
+        out.write(f"[genlab] {text}\n")
+        out.flush()
+
+    class ProgressLines(Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            spec, tags = plan(trial.config, trial.trial_id)
+            setting = ", ".join(f"{k.removeprefix('hparams.')}={_short(v)}" for k, v in trial.config.items())
+            say(f"trial {trial.trial_id} started: {setting}")
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            spec, _ = plan(trial.config, trial.trial_id)
+            shown = [k for k in registry.progress(spec.algorithm) if k in result][:6]
+            say(f"trial {trial.trial_id} epoch {result.get('training_iteration')}/{spec.budget.epochs}  "
+                + "  ".join(f"{k}={result[k]:.4g}" for k in shown))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            spec, _ = plan(trial.config, trial.trial_id)
+            it = trial.last_result.get("training_iteration", 0)
+            say(f"trial {trial.trial_id} " + ("finished" if it >= spec.budget.epochs else
+                                               f"stopped by the scheduler at epoch {it}; it keeps that epoch's model"))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            from genlab import errors
+
+            say(f"trial {trial.trial_id} failed: {errors.summary(ray_compat.trial_error(trial))}")
+
+    return ProgressLines()
+
+
+def _once_per_trial(plan: Plan) -> Plan:
+    """``plan`` computed once per trial in the driver (validating a run spec can make an env)."""
+    made: dict[str, tuple] = {}
+
+    def cached(trial_config: dict, trial_id: str):
+        if trial_id not in made:
+            made[trial_id] = plan(trial_config, trial_id)
+        return made[trial_id]
+
+    return cached
+
+
+def _short(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def fit(*, plan: Plan, resources, name: str, folder: Path, uri: str, experiment: str, parent_run_id: str,
         resume: bool, new_tuner: Callable[..., object]):
-    """Run the experiment in ``folder`` (Tune's experiment folder): a new one from ``new_tuner(run_config)``, or with
+    """Run the trials ``plan`` makes, each holding ``resources`` (a dict, or a function of the trial's config), in
+    ``folder`` (Tune's experiment folder): a new experiment from ``new_tuner(trainable, run_config)``, or with
     ``resume`` the interrupted one restored (finished trials kept, unfinished and errored ones run again). When it
     is over, nothing the trials reserved is left behind. Returns Tune's ``ResultGrid``."""
     from ray import tune
 
-    run_config = tune.RunConfig(name=name, storage_path=str(folder.parent),
-                                callbacks=[close_trial_runs(uri, experiment, max_t)],
+    train_storage = folder / "train"  # the runs of the trials, with their checkpoints
+    in_driver = _once_per_trial(plan)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan, train_storage=str(train_storage)),
+                                    resources)
+    run_config = tune.RunConfig(name=name, storage_path=str(folder.parent), verbose=0,
+                                callbacks=[close_trial_runs(uri, experiment, in_driver, train_storage),
+                                           progress_lines(in_driver)],
                                 failure_config=tune.FailureConfig(max_failures=0))  # Ray Train retries inside
     if resume:
         tuner = tune.Tuner.restore(str(folder), trainable, resume_unfinished=True, resume_errored=True)
     else:
-        tuner = new_tuner(run_config)
+        tuner = new_tuner(trainable, run_config)
     results = tuner.fit()
     _release_autoscaling_requests(uri, tracking.experiment_id(uri, experiment), parent_run_id)
     _remove_leftover_placement_groups()
