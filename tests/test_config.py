@@ -275,3 +275,10 @@ def test_trials_get_absolute_local_paths(tmp_path, monkeypatch):
     gan = config.run_from_dict({"algorithm": "improved_gan", "data": {"name": "mnist", "root": "data"}})
     assert gan.with_absolute_paths().data.root == str(tmp_path / "data")
     assert config.run_from_dict({"algorithm": "improved_gan"}).with_absolute_paths().data.root is None
+
+
+def test_help_is_plain_text_for_a_terminal(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "genlab: train | sweep | study" in out and "``" not in out and ":class:" not in out, out

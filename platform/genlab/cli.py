@@ -57,7 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--working-dir", default=".", help="uploaded with the job; must contain the spec (default: .)")
     j.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="env var for the job (repeatable)")
     j.add_argument("--follow", action="store_true", help="print the job's logs until it ends; exit 0 if it succeeded")
-    spec_cmd("validate", "check a run, sweep or expert spec and print it resolved")
+    v = spec_cmd("validate", "check a run, sweep or expert spec and print it resolved")
+    v.add_argument("--cluster", metavar="YAML", default=None,
+                   help="instead, check that every trial fits a node type of this cluster (a cluster-launcher YAML "
+                        "or KubeRay manifest, e.g. cluster/aws-gpu.yaml) and say which")
     r = sub.add_parser("runs", help="compare the runs of an MLflow experiment")
     r.add_argument("experiment", nargs="?", default="genlab")
     r.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
@@ -208,6 +211,9 @@ def cmd_submit(args) -> int:
 def cmd_validate(args) -> int:
     import yaml
 
+    if args.cluster:
+        print("\n".join(launch.validate_on_cluster(args.spec, args.cluster, args.overrides)))
+        return 0
     spec = launch.validate(args.spec, args.overrides)
     print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
     return 0
@@ -285,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     # Runs opened in other processes (sweep trials) record the command the user typed. Called as a library
     # (argv given), the command is that argv and the caller's environment is left as it was.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per result, not bars
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not its "Creating initial database tables" lines
     saved = os.environ.get(tracking.COMMAND_ENV)
     if argv is None:
         os.environ.setdefault(tracking.COMMAND_ENV, tracking.command())
