@@ -479,3 +479,40 @@ def test_rl_metrics_keep_the_modules_own_and_drop_rllibs_bookkeeping():
     assert metrics.from_result(result) == {
         "env/episode_return_mean": -150.0, "env/episode_len_mean": 200.0, "loss/policy_loss": 0.1,
         "loss/vf_loss": 2.0, "loss/entropy": 1.2, "disc/loss": 1.3, "disc/expert_acc": 0.7, "env_steps": 8000}
+
+
+# ------------------------------------------------------------------------------- PPO's epochs in the learner
+
+
+def test_minibatch_loop_takes_rllibs_gradient_step_with_none_of_its_bookkeeping():
+    """One epoch of one minibatch holding the whole batch: genlab's loop (genlab.rl.minibatches) and RLlib's own
+    iteration compute the same policy gradient from the same state (the bootstrap rows PPO appends carry no loss)."""
+    learner, episodes = learner_and_episodes(tiny_config(freeze_discriminator=True), n_steps=200)
+    start = copy.deepcopy(learner.get_state())
+    policy = list(learner.module[DEFAULT_MODULE_ID].parameters())
+    compute_gradients, grads = learner.compute_gradients, {}
+    rows = sum(len(e) for e in episodes) + len(episodes)  # and a bootstrap row per episode (RLlib cycles past it)
+    for loop in (True, False):
+        learner.set_state(copy.deepcopy(start))
+        learner.minibatch_loop = loop
+        learner.compute_gradients = lambda losses, loop=loop: (
+            compute_gradients(losses), grads.setdefault(loop, [p.grad.clone() for p in policy]))[0]
+        learner.update(episodes=copy.deepcopy(episodes), timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 200},
+                       num_epochs=1, minibatch_size=rows)
+        assert adam_steps(learner, DEFAULT_MODULE_ID) == {1}
+    for ours, rllibs in zip(grads[True], grads[False]):
+        torch.testing.assert_close(ours, rllibs, rtol=1e-4, atol=1e-7)
+
+
+def test_minibatch_loop_takes_epochs_times_valid_rows_over_minibatch_size_steps():
+    learner, episodes = learner_and_episodes(tiny_config(freeze_discriminator=True), n_steps=200)
+    sizes = []
+    compute_losses = learner.compute_losses
+    learner.compute_losses = lambda *, fwd_out, batch: (
+        sizes.append(len(batch[DEFAULT_MODULE_ID][Columns.OBS])) or compute_losses(fwd_out=fwd_out, batch=batch))
+    learner.update(episodes=copy.deepcopy(episodes), timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 200},
+                   num_epochs=3, minibatch_size=40)
+    valid = sum(len(e) for e in episodes)
+    assert sizes == [40] * (3 * valid // 40)
+    assert adam_steps(learner, DEFAULT_MODULE_ID) == {3 * valid // 40}
+    assert learner.get_optimizer(DEFAULT_MODULE_ID).defaults["fused"]

@@ -18,15 +18,18 @@ from algorithms.gail.module import LOGITS, Discriminator
 from genlab.rl import connectors
 from genlab.rl.auxiliary import AuxBudget, AuxiliaryModules
 from genlab.rl.demos import load_demos
+from genlab.rl.minibatches import MinibatchLoop
 
 
-class GAILLearner(AuxiliaryModules, PPOTorchLearner):
+class GAILLearner(AuxiliaryModules, MinibatchLoop, PPOTorchLearner):
     """PPO learner for GAIL (config: :class:`algorithms.gail.rllib.GAILConfig`).
 
     - ``build()`` loads the expert pairs (:meth:`load_expert`, from ``config.demos_path``) and installs the reward
       piece before GAE, so advantages use ``gail_reward(logit D)`` in place of the env reward.
     - D is an auxiliary module: its own Adam at ``disc_lr``, ``disc_steps`` steps per iteration on the first PPO
       minibatches (none when ``freeze_discriminator``), each against ``disc_minibatch_size`` expert pairs.
+    - PPO's epochs run as one loop inside the learner (:class:`genlab.rl.minibatches.MinibatchLoop`): RLlib's
+      per-minibatch bookkeeping cost as much as the small networks' gradient steps.
     """
 
     def build(self) -> None:

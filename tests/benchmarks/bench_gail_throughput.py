@@ -2,9 +2,12 @@
 
 Both are built by ``genlab.rl.ppo.make_ppo_config`` with the same env, envs, batch, minibatch, epochs and
 network; GAIL adds its discriminator (trained on ``disc_steps`` minibatches per iteration, and not even run on
-the others) and the reward piece. Iterations alternate between the two so that machine noise hits both alike.
-Goal: GAIL at >= 0.8x PPO's env steps/s. Without ``--demos`` it records demonstrations of a briefly trained PPO
-policy first (their quality does not matter for speed). ``--spec`` takes the env, the ppo section and GAIL's
+the others) and the reward piece. Iterations alternate between them so that machine noise hits all alike.
+Goal: GAIL at >= 0.8x PPO's env steps/s. GAIL's learner runs PPO's epochs in its own minibatch loop
+(``genlab.rl.minibatches.MinibatchLoop``; RLlib's plain PPO does not), so a third run, "PPO+loop", is PPO with the
+same loop: GAIL/PPO+loop is what the discriminator costs, GAIL/PPO what GAIL costs against RLlib's PPO. Without
+``--demos`` it records demonstrations of a briefly trained PPO policy first (their quality does not matter for
+speed). ``--spec`` takes the env, the ppo section and GAIL's
 hparams from a run spec instead (e.g. the shipped sweeps/gail/pendulum.yaml: D on 40 of the 640 minibatches).
 
     .venv/bin/python tests/benchmarks/bench_gail_throughput.py [--demos results/experts/cartpole] [--iterations 5]
@@ -33,9 +36,14 @@ def quick_demos(env: str, out: Path) -> Path:
 
 def main() -> None:
     import ray
+    from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 
     from algorithms.gail.hparams import GAILHparams
     from algorithms.gail.rllib import GAILConfig
+    from genlab.rl.minibatches import MinibatchLoop
+
+    class LoopPPOLearner(MinibatchLoop, PPOTorchLearner):
+        """RLlib's PPO learner with genlab's minibatch loop (GAIL's learner has it)."""
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="CartPole-v1")
@@ -60,6 +68,7 @@ def main() -> None:
             demos = args.demos or str(quick_demos(args.env, Path(tmp)))
             algos = {
                 "PPO": make_ppo_config(args.env, ppo).build_algo(),
+                "PPO+loop": make_ppo_config(args.env, ppo).learners(learner_class=LoopPPOLearner).build_algo(),
                 "GAIL": make_ppo_config(args.env, ppo, config_cls=GAILConfig)
                 .training(**hp.model_dump(), demos_path=demos).build_algo(),
             }
@@ -83,8 +92,9 @@ def main() -> None:
           f"{hp.disc_minibatch_size}, disc_replay {hp.disc_replay}, {args.iterations} timed iterations each "
           "(alternating):")
     for k in algos:
-        print(f"  {k:5s} {rate[k]:8.0f} env steps/s")
-    print(f"  ratio GAIL/PPO {rate['GAIL'] / rate['PPO']:.3f}")
+        print(f"  {k:8s} {rate[k]:8.0f} env steps/s")
+    print(f"  ratio GAIL/PPO {rate['GAIL'] / rate['PPO']:.3f} (RLlib's PPO), GAIL/PPO+loop "
+          f"{rate['GAIL'] / rate['PPO+loop']:.3f} (the same minibatch loop)")
 
 
 if __name__ == "__main__":
