@@ -16,6 +16,7 @@ closes the run). Metric points keep the timestamp they were logged with, so a re
 
 from __future__ import annotations
 
+import atexit
 import copy
 import itertools
 import json
@@ -26,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -392,9 +394,12 @@ class Outbox:
         self._queue: deque[tuple[int, dict]] = deque()
         self._next: int | None = None  # None: the folder was not read yet
         self._running = self._stop = self._wake = False
+        self.gave_up = False
+        """The last flush stopped waiting and said what is held (cleared by the next item)."""
         self._attempts = 0
         self._delivered = 0
         self._refused = 0
+        _OUTBOXES.add(self)
 
     # ------------------------------------------------------------------------------ state shared through the folder
 
@@ -435,7 +440,7 @@ class Outbox:
                 tmp.rename(self.folder / f"{seq:06d}")
             _write_json(self.folder / f"{seq:06d}.json", item)
             self._queue.append((seq, item))
-            self._stop = False
+            self._stop = self.gave_up = False
             self._start()
             self._cond.notify_all()
 
@@ -450,26 +455,27 @@ class Outbox:
         False."""
         with self._cond:
             self._load()
+            self._stop, self._wake = False, True  # a flush that gave up earlier stopped the sender: try again
             if self._queue:
                 self._start()
-            self._wake = True
             self._cond.notify_all()
             attempts = self._attempts
-            while self._queue:
+            since = None
+            while self._queue and self._running:  # not running: it stopped on an unexpected error (and said so)
                 since = self.state().get("unreachable_since")
                 if since is not None and self._attempts > attempts and time.time() >= since + self.budget_s:
                     break
-                self._start()  # a sender that died on an unexpected error
                 self._cond.wait(timeout=0.5)
             if not self._queue:
                 self._tidy()
                 return True
-            self._stop = True
+            self._stop = self.gave_up = True
             self._cond.notify_all()
             held = [item for _, item in self._queue]
         if report:
-            _say(f"MLflow at {self.uri} unreachable for {time.time() - since:.0f} s: not logged: {describe(held)}; "
-                 f"held on disk at {self.folder} (send them once it is back: python -m genlab.runlog {self.folder})"
+            _say(f"MLflow at {self.uri}" + (f" unreachable for {time.time() - since:.0f} s" if since else "")
+                 + f": not logged: {describe(held)}; held on disk at {self.folder} (send them once it is back: "
+                 f"python -m genlab.runlog {self.folder})"
                  + (f"; {self._refused} refused by MLflow, in {self.folder / 'refused'}" if self._refused else ""))
         return False
 
@@ -502,11 +508,15 @@ class Outbox:
         _QUIET.add(threading.get_ident())
         try:
             self._send_all()
-        except BaseException:
+        except BaseException as e:
             with self._cond:
                 self._running = False
                 self._cond.notify_all()
+            _say(f"sending to MLflow stopped on an unexpected error ({type(e).__name__}: {e}); what is not sent yet "
+                 f"stays in {self.folder}")
             raise
+        finally:
+            _QUIET.discard(threading.get_ident())  # a later thread may get this id
 
     def _send_all(self) -> None:
         c = client(self.uri)
@@ -520,7 +530,8 @@ class Outbox:
                     return
                 seq, item = self._queue[0]
             try:
-                self._deliver(c, seq, item)
+                if (self.folder / f"{seq:06d}.json").exists():  # else sent meanwhile (python -m genlab.runlog)
+                    self._deliver(c, seq, item)
             except Exception as e:
                 if _transient(e):
                     failures += 1
@@ -536,6 +547,7 @@ class Outbox:
                 self._refuse(seq, item, e)
             else:
                 self._done(seq)
+                self._reachable()
             failures = 0
             with self._cond:
                 self._attempts += 1
@@ -620,28 +632,50 @@ class Outbox:
             _say(f"MLflow refused {describe([item])} of run {self.run_id}: {_reason(e)}; kept in {refused}")
 
     def _unreachable(self, e: Exception) -> None:
-        state = self.state()
-        if state.get("unreachable_since") is None:
-            self.set_state(unreachable_since=time.time(), announced=False)
-            state = self.state()
-        if not state.get("announced"):  # once per outage, whichever process of the run meets it first
-            self.set_state(announced=True)
+        """An attempt failed: the tracker has been unreachable since ``unreachable_since`` (the end's deadline counts
+        from it; any delivery resets it), in an outage that began at ``outage_since`` (said once, whichever process
+        of the run meets it first, until what it held is delivered)."""
+        state, now = self.state(), time.time()
+        updates = {k: now for k in ("unreachable_since", "outage_since") if state.get(k) is None}
+        if not state.get("announced"):
+            updates["announced"] = True
             _say(f"MLflow at {self.uri} is unreachable ({_reason(e)}); training goes on and logging is held in "
                  f"{self.folder} until it is back")
+        if updates:
+            self.set_state(**updates)
+
+    def _reachable(self) -> None:
+        """An item was delivered: the tracker answers again."""
+        if self.state().get("unreachable_since") is not None:
+            self.set_state(unreachable_since=None)
 
     def _back(self) -> None:
+        """Everything held is delivered: the outage, if one was said, is over."""
         state = self.state()
-        since = state.get("unreachable_since")
-        if since is None:
+        if state.get("outage_since") is None:
             return
-        self.set_state(unreachable_since=None, announced=False)
+        self.set_state(unreachable_since=None, outage_since=None, announced=False)
         if state.get("announced"):
-            _say(f"MLflow at {self.uri} is back after {time.time() - since:.0f} s: everything held is logged")
+            _say(f"MLflow at {self.uri} is back after {time.time() - state['outage_since']:.0f} s: everything held "
+                 "is logged")
 
     def _tidy(self) -> None:
         """Nothing is held: a default-location folder goes (a run's own folder keeps its state)."""
         if not self.keep_folder and not (self.folder / "refused").exists():
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_OUTBOXES: weakref.WeakSet[Outbox] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """A process that ends normally without flushing its loggers (a script, a callback) still sends what they hold,
+    within their budget, or says what is left on disk. (A killed process leaves it on disk for the next logger of
+    the run or ``python -m genlab.runlog``.)"""
+    for box in list(_OUTBOXES):
+        if box.held() and not box.gave_up:
+            box.flush()
 
 
 def describe(items: list[dict]) -> str:
@@ -771,6 +805,7 @@ def main(argv: list[str] | None = None) -> int:
     for folder in folders:
         state = json.loads((folder / "outbox.json").read_text())
         box = Outbox(folder, state["uri"], state["run_id"], args.wait)
+        box.set_state(unreachable_since=None)  # --wait counts from now, not from when the run lost the tracker
         n = len(box.held())
         if box.flush():
             _say(f"run {state['run_id']}: {n} held item{'s' * (n != 1)} logged to {state['uri']}")
