@@ -1,7 +1,7 @@
 """The MLflow tracking server goes away while a run trains: training does not wait for it, the run says so once, and
 what it logged in the meantime reaches MLflow when the server is back, in order and once; a server that never comes
 back leaves the run's end with one line naming what was not logged and where it is held on disk, from where
-``python -m genlab.runlog`` sends it later.
+``python -m genlab.outbox`` sends it later.
 
 Against a real ``mlflow server`` (the ``mlflow_server`` fixture: cluster/start_mlflow.sh on loopback) that the tests
 stop and start again on the same port and store. Waits are bounded by events (a line printed, an attempt made, a
@@ -21,7 +21,7 @@ import torch
 import yaml
 from conftest import ROOT, genlab_start
 
-from genlab import runlog, tracking
+from genlab import outbox, runlog, tracking
 
 OUTAGE_LINE = "is unreachable"
 BACK_LINE = "is back after"
@@ -89,9 +89,9 @@ def test_logging_goes_on_through_an_outage_and_reaches_mlflow_once(mlflow_server
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     uri = mlflow_server
     run_id = tracking.open_run(uri, "outage", run_name="outage", config={"lr": 0.1}, tags={})
-    outbox = tmp_path / "run" / runlog.OUTBOX
-    logger = runlog.RunLogger(uri, run_id, outbox=outbox, budget_s=600)
-    folder = outbox / run_id
+    held_in = tmp_path / "run" / outbox.OUTBOX
+    logger = runlog.RunLogger(uri, run_id, outbox=held_in, budget_s=600)
+    folder = held_in / run_id
     with logger.system_metrics():
         for epoch in (1, 2):
             log_epoch(logger, epoch)
@@ -150,12 +150,12 @@ def _wait_for_line(capsys, text: str) -> str:
 
 def test_a_tracker_that_never_comes_back_leaves_one_line_and_everything_on_disk(mlflow_server, tmp_path, capsys):
     """The run's end waits ``budget_s`` from when the tracker went away, then says in one line what was not logged
-    and where it is; the items stay on disk, and ``python -m genlab.runlog <folder>`` sends them once the server is
+    and where it is; the items stay on disk, and ``python -m genlab.outbox <folder>`` sends them once the server is
     back: the run ends FINISHED with every step once and its model."""
     uri = mlflow_server
     # The run's own error: it ends FAILED, and that end is held like the rest.
     with pytest.raises(RuntimeError), runlog.run_scope(uri, "never", run_name="never", config={}, tags={},
-                                                       outbox=tmp_path / "run" / runlog.OUTBOX, budget_s=2) as logger:
+                                                       outbox=tmp_path / "run" / outbox.OUTBOX, budget_s=2) as logger:
         log_epoch(logger, 1)
         assert logger.flush()
         stop_server(tmp_path)
@@ -165,17 +165,17 @@ def test_a_tracker_that_never_comes_back_leaves_one_line_and_everything_on_disk(
         logger.file(Path(__file__), "code")
         raise RuntimeError("boom")
     err = capsys.readouterr().err
-    folder = tmp_path / "run" / runlog.OUTBOX / logger.run_id
+    folder = tmp_path / "run" / outbox.OUTBOX / logger.run_id
     (line,) = [x for x in err.splitlines() if NOT_LOGGED in x]
     assert err.count(OUTAGE_LINE) == 1, err
     assert (f"not logged: 2 metric steps (2-3), artifacts code/{Path(__file__).name}, models net, the run's end "
             f"(FAILED); held on disk at {folder}") in line, line
-    assert f"python -m genlab.runlog {folder}" in line
+    assert f"python -m genlab.outbox {folder}" in line
     held = held_items(folder)
     assert len(held) == 5 and (folder / held[2].stem / "model" / "MLmodel").is_file()
 
     start_server(tmp_path, uri)
-    sent = subprocess.run([sys.executable, "-m", "genlab.runlog", str(folder.parent)], capture_output=True,
+    sent = subprocess.run([sys.executable, "-m", "genlab.outbox", str(folder.parent)], capture_output=True,
                           text=True, timeout=300)
     assert sent.returncode == 0 and "5 held items logged" in sent.stderr, sent.stderr
     assert not held_items(folder)
@@ -265,7 +265,7 @@ def test_genlab_train_through_an_outage_logs_every_epoch_once(mlflow_server, tmp
     error = run.data.metrics["eval/test_error"]
     assert all(str(m.status) == "READY" and (error, 8) in [(x.value, x.step) for x in m.metrics if
                                                            x.key == "eval/test_error"] for m in models.values())
-    assert not held_items(tmp_path / "results" / "outage" / runlog.OUTBOX / run.info.run_id)
+    assert not held_items(tmp_path / "results" / "outage" / outbox.OUTBOX / run.info.run_id)
 
 
 @pytest.mark.slow
@@ -278,6 +278,6 @@ def test_genlab_train_with_a_tracker_that_never_comes_back_ends_with_one_line(ml
     assert rc == 0 and "epoch 8/8" in text and text.count(OUTAGE_LINE) == 1, text[-4000:]
     (line,) = [x for x in text.splitlines() if NOT_LOGGED in x]
     folder = Path(line.split("held on disk at ")[1].split(" ")[0])
-    assert folder.parent == tmp_path / "results" / "outage" / runlog.OUTBOX
+    assert folder.parent == tmp_path / "results" / "outage" / outbox.OUTBOX
     assert "models classifier, generator" in line and "the run's end (FINISHED)" in line, line
     assert held_items(folder)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from genlab import config, data, ray_compat, registry, runlog, tracking
+from genlab import config, data, outbox, ray_compat, registry, runlog, tracking
 from genlab.errors import check_finite, not_retryable
 from genlab.runners import RunResult
 from genlab.runners.storage import CHECKPOINT_ARTIFACT, GENERATIVE_STATE
@@ -241,10 +241,10 @@ def fit(spec: RunSpec, *, storage_path: str | Path, run_key: str | None = None,
     with runlog.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_RUN_KEY: key, tracking.TAG_KIND: "train", **(mlflow_tags or {})},
                             resume_tag=(tracking.TAG_RUN_KEY, key) if resume or in_tune else None,
-                            close=not in_tune, outbox=Path(key) / runlog.OUTBOX,
+                            close=not in_tune, outbox=Path(key) / outbox.OUTBOX,
                             budget_s=spec.tracking.outage_budget_s) as run:
         loop_cfg = {"spec": spec.model_dump(mode="json"), "mlflow_uri": uri, "mlflow_run_id": run.run_id,
-                    "outbox": str(Path(key) / runlog.OUTBOX),
+                    "outbox": str(Path(key) / outbox.OUTBOX),
                     "faults": Faults.from_env(storage_path, run_key).to_dict()}
 
         r = spec.resources

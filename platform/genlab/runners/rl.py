@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 from ray.rllib.core.rl_module.rl_module import RLModule
 
-from genlab import ray_compat, registry, runlog, tracking
+from genlab import outbox, ray_compat, registry, runlog, tracking
 from genlab.errors import check_finite
 from genlab.rl import metrics as rl_metrics
 from genlab.rl.demos import DEMOS_FILE, META_FILE, demos_dir, read_meta, record_demos
@@ -51,9 +52,10 @@ def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_ta
     with runlog.run_scope(uri, spec.tracking.experiment, run_name=spec.name, config=spec.model_dump(mode="json"),
                             tags={tracking.TAG_RUN_KEY: str(workdir), tracking.TAG_KIND: "rl", **(mlflow_tags or {})},
                             resume_tag=(tracking.TAG_RUN_KEY, str(workdir)) if resume or in_tune else None,
-                            close=not in_tune, outbox=workdir / runlog.OUTBOX,
+                            close=not in_tune, outbox=workdir / outbox.OUTBOX,
                             budget_s=spec.tracking.outage_budget_s) as run:
-        run.tags(tracking.placement())  # the RLlib algorithm (learner + local env runner) runs in this process
+        # The RLlib algorithm runs in this process (with rl: defaults, its learner and env runner too).
+        run.tags(tracking.placement())
         algo = registry.rllib_config(spec.algorithm, spec.hparams_obj(), spec.context(workdir)).build_algo()
         ckpt = workdir / "checkpoint"
         history: list[dict] = []
@@ -87,7 +89,7 @@ def _iterations(spec, algo, run: runlog.RunLogger, meta: dict, history: list[dic
         check_finite(m, f"iteration {it}", "lower the learning rate (ppo.lr) or check the env's rewards")
         m.update({"epoch": it, "perf/iteration_s": time.perf_counter() - t0})
         if b.eval_due(it):
-            returns = rollout(_policy_module(algo), spec.env.id, EVAL_EPISODES, seed=spec.seed + 10_000)
+            returns = evaluate(algo, spec.env.id, EVAL_EPISODES, seed=spec.seed + 10_000)
             last_eval = {"eval/true_return": float(np.mean(returns))}
             if "expert_return" in meta:
                 last_eval["eval/normalized_score"] = normalized_score(
@@ -106,6 +108,31 @@ def _iterations(spec, algo, run: runlog.RunLogger, meta: dict, history: list[dic
             from ray import tune
 
             tune.report(m)
+
+
+def evaluate(algo, env_id: str, episodes: int, *, seed: int) -> list[float]:
+    """The greedy policy's true returns over ``episodes`` episodes from ``seed``: played in this process, or with
+    evaluation runners (``rl.evaluation_runners``) split between them, runner ``k`` playing its share from the seed
+    this process would have given those episodes (``genlab.rl.evaluation.run_episodes`` seeds sub-env ``i`` with
+    ``seed + i``), after the learners' weights reach them."""
+    group = algo.eval_env_runner_group
+    if group is None or group.num_remote_env_runners() == 0:
+        return rollout(_policy_module(algo), env_id, episodes, seed=seed)
+    group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True, timeout_seconds=None)
+    n = group.num_remote_env_runners()
+    counts = [episodes // n + (k < episodes % n) for k in range(n)]
+    starts = [sum(counts[:k]) for k in range(n)]
+
+    def play(env_runner) -> list[float]:
+        k = env_runner.worker_index - 1
+        if not counts[k]:
+            return []
+        module = env_runner.module
+        if isinstance(module, MultiRLModule):
+            module = module[DEFAULT_MODULE_ID]
+        return rollout(module, env_id, counts[k], seed=seed + starts[k])
+
+    return [r for part in group.foreach_env_runner(play, local_env_runner=False) for r in part]
 
 
 def log_final(run: runlog.RunLogger, spec, policy: RLModule, ckpt: Path, history: list[dict]) -> None:

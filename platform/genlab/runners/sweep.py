@@ -207,10 +207,10 @@ def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str, trial_run
 
 
 def _log_summary(parent: runlog.RunLogger, summary: SweepSummary) -> None:
-    parent.client.log_text(parent.run_id, summary.table(top=len(summary.trials)), "sweep/trials.txt")
+    parent.text(summary.table(top=len(summary.trials)), "sweep/trials.txt")
     best = summary.best
     if best is not None:
-        parent.client.log_metric(parent.run_id, f"best/{summary.metric}", best.value)
+        parent.metrics({f"best/{summary.metric}": best.value}, step=0)
         parent.tags({"best.trial_id": best.trial_id, "best.mlflow_run_id": str(best.mlflow_run_id),
                      **{f"best.{k}": str(v) for k, v in best.params.items()}})
 
