@@ -12,16 +12,18 @@ from ray.rllib.algorithms.bc import BCConfig
 from algorithms.bc.hparams import BCHparams
 from genlab.context import RunContext
 from genlab.rl.demos import module_space_demos
+from genlab.rl.ppo import apply_scale
 
 
 class BCRunConfig(BCConfig):
     @classmethod
     def from_context(cls, hp: BCHparams, ctx: RunContext) -> BCRunConfig:
         """The config that trains a run: the env (its spaces, and genlab's evaluation rollouts) and the
-        demonstrations, written where the policy acts (``ctx.workdir``)."""
+        demonstrations, written where the policy acts (``ctx.workdir``); its one local learner on a GPU when
+        ``ctx.scale.gpus_per_learner`` says so (the run spec refuses env runners and remote learners for BC)."""
         demos = module_space_demos(ctx.demos.path, ctx.env.id, ctx.demos.num_trajectories, ctx.workdir)
         obs_space, act_space = ctx.env.spaces
-        return (
+        config = (
             cls()
             # The env gives spaces (and genlab's evaluation rollouts); BC learns from the demonstrations only.
             .environment(ctx.env.id, observation_space=obs_space, action_space=act_space, normalize_actions=True)
@@ -37,3 +39,4 @@ class BCRunConfig(BCConfig):
                 dataset_num_iters_per_learner=hp.updates_per_iteration,
             )
         )
+        return apply_scale(config, ctx.scale, samples=False)

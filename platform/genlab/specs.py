@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from genlab import datasets, registry
-from genlab.context import DemosContext, EnvContext, RunContext
+from genlab.context import DemosContext, EnvContext, RunContext, ScaleContext
 from genlab.errors import SpecError, format_errors
 from genlab.rl.hparams import PPOHparams
 
@@ -109,7 +109,8 @@ class EnvSpec(Strict):
     id: str
     """Gymnasium environment id, e.g. Pendulum-v1, Hopper-v5 (MuJoCo), or genlab's (genlab.envs)."""
     num_envs: PositiveInt = 16
-    """Vectorized copies of the env sampled per iteration."""
+    """Vectorized copies of the env each env runner steps: the trial's own process, or with rl.env_runners > 0
+    each remote runner."""
 
     @field_validator("id")
     @classmethod
@@ -123,6 +124,39 @@ class EnvSpec(Strict):
             raise ValueError(f"unknown gymnasium env {v!r}" + (f"; did you mean {', '.join(close)}?" if close
                                                                else "; see gymnasium.registry for the ids"))
         return v
+
+
+class RLScaleSpec(Strict):
+    """RL methods: where the run samples, learns and evaluates (RLlib's ``env_runners()``, ``learners()`` and
+    evaluation settings). The defaults are today's single process: the trial's own process (which holds
+    ``resources.cpus_per_worker`` CPUs) samples ``env.num_envs`` copies of the env, learns in one local learner and
+    rolls the greedy policy out. In a sweep the trial reserves all of it as one placement group, RLlib's own resource
+    request for the config; ``genlab validate --cluster <yaml>`` says which node type fits it."""
+
+    env_runners: NonNegativeInt = 0
+    """Remote env runners (Ray actors) sampling in parallel, each stepping `env.num_envs` copies; 0 = sample in the
+    trial's own process."""
+    cpus_per_env_runner: PositiveFloat = 1
+    """CPUs each remote env runner (and evaluation runner) holds; fractions let several share a core (on a 2-CPU
+    machine 2 runners at 1 CPU plus the trial's own never start)."""
+    evaluation_runners: NonNegativeInt = 0
+    """Remote env runners that play the greedy evaluation episodes (eval/true_return: the same episodes and seeds,
+    split between them); 0 = the trial's own process plays them."""
+    learners: NonNegativeInt = 0
+    """Remote learners (Ray actors, data-parallel: each takes an equal share of every batch and minibatch, and their
+    gradients are averaged, so ppo.train_batch_size and ppo.minibatch_size keep their meaning); 0 = one learner in
+    the trial's own process."""
+    cpus_per_learner: PositiveFloat = 1
+    """CPUs each remote learner holds (with learners > 0; the local learner shares the trial's CPUs)."""
+    gpus_per_learner: NonNegativeFloat = 0
+    """GPUs per learner: each remote learner's, or with learners 0 the local learner's (the trial's process then
+    holds the GPU). Needs GPUs in the Ray cluster."""
+
+    def context(self, main_cpus: float) -> ScaleContext:
+        return ScaleContext(env_runners=self.env_runners, cpus_per_env_runner=self.cpus_per_env_runner,
+                            evaluation_runners=self.evaluation_runners, learners=self.learners,
+                            cpus_per_learner=self.cpus_per_learner, gpus_per_learner=self.gpus_per_learner,
+                            main_cpus=main_cpus)
 
 
 class DemoSpec(Strict):
@@ -147,6 +181,9 @@ class RunSpec(Strict):
     """Imitation methods (GAIL, BC): the expert demonstrations."""
     ppo: PPOHparams | None = None
     """RL methods built on PPO (GAIL, VIME): the policy step's settings; `base: <file>` names shared ones."""
+    rl: RLScaleSpec | None = None
+    """RL methods: env runners, learners (and their GPUs) and evaluation runners; default: all in the trial's own
+    process, as `genlab train` has always run them."""
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     """For RL methods an epoch is one training iteration."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
@@ -184,6 +221,9 @@ class RunSpec(Strict):
         elif self.ppo is None and entry.uses_ppo:
             object.__setattr__(self, "ppo", PPOHparams())
         if entry.kind == "generative":
+            if self.rl is not None:
+                problems.append(f"rl: {self.algorithm} trains as Ray Train workers (resources:), not with RLlib's "
+                                "env runners and learners; remove the rl section")
             if self.env is not None or self.demos is not None:
                 problems.append(f"env: {self.algorithm} trains on images (data:), not an environment; remove env/demos")
             if self.data is None:
@@ -196,6 +236,9 @@ class RunSpec(Strict):
                 problems.append(f"data.name: {self.data.name} has no class labels, but {self.algorithm} trains on "
                                 f"labels; choose one of {labeled}")
         else:
+            if self.rl is None:
+                object.__setattr__(self, "rl", RLScaleSpec())
+            problems += self._scale_problems(entry.uses_ppo)
             if self.data is not None:
                 problems.append(f"data: {self.algorithm} is an RL method; it takes env: (and demos:), not data:")
             if self.env is None:
@@ -208,6 +251,28 @@ class RunSpec(Strict):
         if problems:
             raise SpecError("\n".join(problems))
         return self
+
+    def _scale_problems(self, samples: bool) -> list[str]:
+        """What the rl section asks that this method or its PPO settings cannot do."""
+        rl, problems = self.rl, []
+        if not samples:  # BC: RLlib's offline path, tuned for one local learner (genlab.rl / algorithms.bc)
+            for name in ("env_runners", "evaluation_runners", "learners"):
+                if getattr(rl, name):
+                    problems.append(f"rl.{name}: {self.algorithm} learns offline from the demonstrations in one local "
+                                    f"learner (its Ray Data input is set up for that); remove rl.{name} (rl.gpus_per_"
+                                    "learner puts that learner on a GPU)")
+        elif rl.learners > 1 and self.ppo is not None:
+            for name in ("train_batch_size", "minibatch_size"):
+                value = getattr(self.ppo, name)
+                if value % rl.learners:
+                    problems.append(f"rl.learners: {rl.learners} learners each take an equal share of ppo.{name} "
+                                    f"({value}), which does not divide evenly; choose a divisor of {value} or set "
+                                    f"ppo.{name} to a multiple of {rl.learners}")
+        return problems
+
+    def scale(self) -> ScaleContext:
+        """The RL layout as the method is told it (the trial's own CPUs are ``resources.cpus_per_worker``)."""
+        return (self.rl or RLScaleSpec()).context(self.resources.cpus_per_worker)
 
     @model_validator(mode="after")
     def _budget_consistent(self) -> RunSpec:
@@ -236,7 +301,7 @@ class RunSpec(Strict):
         demos = (DemosContext(str(Path(self.demos.path).expanduser().resolve()), self.demos.num_trajectories)
                  if self.demos is not None else None)
         return RunContext(seed=self.seed, epochs=self.budget.epochs, eval_every=self.budget.eval_every, data=data,
-                          env=env, demos=demos, ppo=self.ppo, workdir=workdir)
+                          env=env, demos=demos, ppo=self.ppo, scale=self.scale(), workdir=workdir)
 
     def with_absolute_paths(self) -> RunSpec:
         """A copy whose local paths (``demos.path``, ``data.root``) are absolute, resolved against the current

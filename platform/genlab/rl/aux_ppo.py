@@ -76,11 +76,12 @@ class AuxPPOConfig(PPOConfig):
     # --- the rest ----------------------------------------------------------------------------------------------
     @classmethod
     def from_context(cls, hparams: Hparams, ctx: RunContext) -> AuxPPOConfig:
-        """The registry's RL contract: the config that trains a run (its env, PPO settings, budget and what
-        :meth:`context_fields` takes from the context). Also registers the algorithm with Tune (:meth:`register`),
-        so ``tune.Tuner(algo_name, param_space=config)`` works after a genlab run."""
+        """The registry's RL contract: the config that trains a run (its env, PPO settings, budget, its layout over
+        env runners and learners, and what :meth:`context_fields` takes from the context). Also registers the
+        algorithm with Tune (:meth:`register`), so ``tune.Tuner(algo_name, param_space=config)`` works after a
+        genlab run."""
         config = make_ppo_config(ctx.env.id, ctx.ppo, num_envs=ctx.env.num_envs, seed=ctx.seed,
-                                 iterations=ctx.epochs, config_cls=cls)
+                                 iterations=ctx.epochs, config_cls=cls, scale=ctx.scale)
         config.register()
         return config.training(**hparams.model_dump(), **cls.context_fields(ctx))
 
