@@ -589,3 +589,86 @@ def test_kuberay_stays_inside_the_cluster_and_holds_no_secret_values():
                 assert not pod.get("hostNetwork"), f"{where}: hostNetwork exposes the pod's ports on the node"
                 for c in pod["containers"]:
                     assert not any("hostPort" in p for p in c.get("ports", [])), f"{where}: hostPort in {c['name']}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Specs against clusters: genlab validate SPEC --cluster FILE
+
+CLUSTER_RUNS = {
+    # spec -> the cluster files it is meant for (each must fit), and the node type a trial packs onto there
+    "sweeps/gail/humanoid_cluster.yaml": {"cluster/aws-gpu.yaml": "1 x gpu_4x", "cluster/gcp-gpu.yaml": "1 x gpu_4x",
+                                          "cluster/kuberay/raycluster.yaml": "6 x gpu-1x"},
+    "sweeps/vime/halfcheetah_cluster.yaml": {"cluster/aws-gpu.yaml": "1 x gpu_4x", "cluster/gcp-gpu.yaml": "1 x gpu_4x",
+                                             "cluster/kuberay/raycluster.yaml": "3 x gpu-1x",
+                                             "cluster/kuberay/rayjob.yaml": "3 x gpu-1x"},
+    "sweeps/improved_gan/cifar10_cluster.yaml": {"cluster/aws-gpu.yaml": "1 x gpu_4x",
+                                                 "cluster/gcp-gpu.yaml": "1 x gpu_4x",
+                                                 "cluster/kuberay/raycluster.yaml": "4 x gpu-1x",
+                                                 "cluster/kuberay/rayjob.yaml": "4 x gpu-1x"},
+}
+CLUSTER_CASES = [(spec, cluster, packs) for spec, clusters in CLUSTER_RUNS.items()
+                 for cluster, packs in clusters.items()]
+
+
+def test_every_cluster_scale_spec_is_checked_here():
+    shipped = {_rel(p) for p in (ROOT / "sweeps").rglob("*_cluster.yaml")}
+    assert shipped == set(CLUSTER_RUNS), "a sweeps/<method>/*_cluster.yaml names the clusters it is meant for here"
+
+
+@pytest.mark.parametrize(("spec", "cluster", "packs"), CLUSTER_CASES, ids=[f"{s}@{c}" for s, c, _ in CLUSTER_CASES])
+def test_cluster_scale_spec_fits_the_clusters_it_is_meant_for(spec, cluster, packs, offline):
+    from genlab import launch
+
+    lines = launch.validate_on_cluster(ROOT / spec, ROOT / cluster)
+    report = "\n".join(lines)
+    assert f"all of it: {packs}" in report, report
+    assert "fits" in report and "does not fit" not in report, report
+
+
+TOO_BIG = [
+    ("sweeps/gail/humanoid_cluster.yaml", "cluster/aws-gpu.yaml", ["rl.gpus_per_learner=8"],
+     "rl.gpus_per_learner: each the trial's process and its learner needs {CPU 1, GPU 8}, more GPU than any node type "
+     "of {cluster} has; the largest, gpu_4x, has {CPU 48, GPU 4}"),
+    ("sweeps/improved_gan/cifar10_cluster.yaml", "cluster/gcp-gpu.yaml", ["resources.cpus_per_worker=64"],
+     "resources.cpus_per_worker: each Ray Train worker needs {CPU 64, GPU 1}, more CPU than any node type of "
+     "{cluster} has; the largest, gpu_4x, has {CPU 48, GPU 4}"),
+    ("sweeps/vime/halfcheetah_cluster.yaml", "cluster/kuberay/raycluster.yaml", ["rl.cpus_per_learner=8"],
+     "rl.cpus_per_learner: each learner needs {CPU 8}, more CPU than any node type of {cluster} has; the largest, "
+     "gpu-1x, has {CPU 7, GPU 1, memory 28 GiB}"),
+    ("sweeps/gail/humanoid_cluster.yaml", "cluster/kuberay/rayjob.yaml", [],
+     "rl.env_runners / rl.evaluation_runners: a trial's 38 bundles need {CPU 38, GPU 1} in all, more than {cluster} "
+     "holds at its largest (up to 4 x gpu-1x"),
+]
+
+
+@pytest.mark.parametrize(("spec", "cluster", "overrides", "expected"), TOO_BIG,
+                         ids=[f"{s}@{c}{o}" for s, c, o, _ in TOO_BIG])
+def test_a_spec_too_big_for_a_cluster_is_refused_naming_the_field_and_the_largest_node_type(spec, cluster, overrides,
+                                                                                             expected, offline):
+    from genlab import launch
+    from genlab.errors import SpecError
+
+    with pytest.raises(SpecError) as e:
+        launch.validate_on_cluster(ROOT / spec, ROOT / cluster, overrides)
+    assert expected.replace("{cluster}", str(ROOT / cluster)) in str(e.value), str(e.value)
+
+
+def test_validate_cluster_on_the_command_line_says_which_node_type(capsys, offline):
+    from genlab.cli import main
+
+    spec = "sweeps/improved_gan/cifar10_cluster.yaml"
+    assert main(["validate", str(ROOT / spec), "--cluster", str(ROOT / "cluster/aws-gpu.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "4 x {CPU 4, GPU 1} Ray Train worker" in out
+    assert "Ray Train worker {CPU 4, GPU 1}: fits gpu_1x (1 per node), gpu_4x (4 per node)" in out
+    assert main(["validate", str(ROOT / spec), "--cluster", str(ROOT / "cluster/local-autoscaling.yaml")]) == 2
+    assert "does not fit" in capsys.readouterr().err
+    assert main(["validate", str(ROOT / spec), "--cluster", str(ROOT / "cluster/runtime_env.yaml")]) == 2
+    assert "neither a Ray cluster-launcher config" in capsys.readouterr().err
+
+
+def test_a_cluster_whose_machines_declare_nothing_is_said_to_be_unchecked(offline):
+    from genlab import launch
+
+    lines = launch.validate_on_cluster(ROOT / "sweeps/improved_gan/cifar10_cluster.yaml", ROOT / "cluster/onprem.yaml")
+    assert "declare no resources" in lines[-1], lines

@@ -82,7 +82,8 @@ def preflight(spec, *, source: str, cluster: bool | None = None, num_cpus: float
 
     specs = [arm.run for arm in spec.arms] if isinstance(spec, StudySpec) else [spec]
     for one in specs:
-        for note in checks.check(one, source=source, cluster=cluster, num_cpus=num_cpus):
+        for note in checks.check(one, source=source, cluster=cluster, num_cpus=num_cpus,
+                                 in_tune=isinstance(spec, StudySpec)):
             print(f"[genlab] note: {note}", flush=True)
 
 
@@ -241,6 +242,26 @@ def validate(spec: str | Path, overrides: list[str] = (), *, num_cpus: float | N
     loaded = load(spec, overrides)
     preflight(loaded, source=str(spec), num_cpus=num_cpus)
     return loaded
+
+
+def validate_on_cluster(spec: str | Path, cluster: str | Path, overrides: list[str] = ()) -> list[str]:
+    """A spec validated for a cluster (``genlab validate SPEC --cluster FILE``): the pre-flight as ``genlab submit``
+    runs it (the cluster's files are checked on its workers), then every trial's bundles against the node types of
+    the cluster-launcher YAML or KubeRay manifest ``cluster`` (``genlab.preflight.cluster_report``). Returns the
+    report's lines (which node type holds what); raises SpecError naming the field and the largest node type when a
+    trial does not fit, or the file when it is no cluster."""
+    import jsonschema
+    import yaml
+
+    from genlab import preflight as checks
+
+    loaded = load(spec, overrides)
+    preflight(loaded, source=str(spec), cluster=True)
+    try:
+        nodes = checks.read_cluster(cluster)
+    except (OSError, ValueError, yaml.YAMLError, jsonschema.ValidationError) as e:  # Ray's validation raises these
+        raise SpecError(f"--cluster {cluster}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    return checks.cluster_report(loaded, nodes, source=str(spec))
 
 
 def submit(spec: str | Path, *, overrides: list[str] = (), address: str | None = None, working_dir: str = ".",

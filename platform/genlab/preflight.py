@@ -14,6 +14,8 @@ the cluster's file systems: those checks then happen on the workers, and :func:`
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 from genlab import datasets, registry
 from genlab.errors import SpecError
@@ -27,8 +29,9 @@ def on_cluster() -> bool:
 
 
 def check(spec: RunSpec | SweepSpec | ExpertSpec, *, source: str, cluster: bool | None = None,
-          num_cpus: float | None = None) -> list[str]:
-    """Raise :class:`SpecError` listing every problem; return notes worth printing (checks left to the cluster)."""
+          num_cpus: float | None = None, in_tune: bool = False) -> list[str]:
+    """Raise :class:`SpecError` listing every problem; return notes worth printing (checks left to the cluster).
+    ``in_tune``: a run spec that runs as a Tune trial (a study's arm)."""
     cluster = on_cluster() if cluster is None else cluster
     problems: list[str] = []
     if isinstance(spec, RunSpec):
@@ -41,7 +44,7 @@ def check(spec: RunSpec | SweepSpec | ExpertSpec, *, source: str, cluster: bool 
     else:
         run = None
     if not cluster and run is not None:
-        problems += _resource_problems(run, num_cpus)
+        problems += _resource_problems(run, num_cpus, in_tune=in_tune or isinstance(spec, SweepSpec))
     if problems:
         raise SpecError(f"{source}: pre-flight:\n" + "\n".join(f"  {p}" for p in dict.fromkeys(problems)))
     files = run is not None and run.data is not None and datasets.get(run.data.name).source.ships_with is None
@@ -104,15 +107,17 @@ def _sweep_problems(spec: SweepSpec, cluster: bool) -> list[str]:
             run = RunSpec.model_validate(raw)
             problems += [f"search_space.{path}: at {value!r}: {p}" for p in run_problems(run, cluster=cluster)]
             if not cluster:
-                problems += [f"search_space.{path}: at {value!r}: {p}" for p in _resource_problems(run, None)]
+                problems += [f"search_space.{path}: at {value!r}: {p}"
+                             for p in _resource_problems(run, None, in_tune=True)]
     return problems
 
 
-def _resource_problems(run: RunSpec, num_cpus: float | None) -> list[str]:
+def _resource_problems(run: RunSpec, num_cpus: float | None, *, in_tune: bool = False) -> list[str]:
     import torch
 
     cpus = num_cpus or os.cpu_count() or 1
-    problems = local_resource_problems(run, cpus_available=cpus, gpus_available=torch.cuda.device_count())
+    problems = local_resource_problems(run, cpus_available=cpus, gpus_available=torch.cuda.device_count(),
+                                       in_tune=in_tune)
     needed = registry.hparams_class(run.algorithm).local_cpus
     if cpus < needed:
         problems.append(f"--num-cpus: {cpus:g}, but {run.algorithm} needs {needed} CPUs in a local Ray (with fewer "
@@ -120,8 +125,10 @@ def _resource_problems(run: RunSpec, num_cpus: float | None) -> list[str]:
     return problems
 
 
-def local_resource_problems(spec: RunSpec, *, cpus_available: float, gpus_available: int) -> list[str]:
-    """Why the local Ray cluster could never place this run (it would wait forever); empty when it can."""
+def local_resource_problems(spec: RunSpec, *, cpus_available: float, gpus_available: int,
+                            in_tune: bool = False) -> list[str]:
+    """Why the local Ray cluster could never place this run (it would wait forever); empty when it can. ``in_tune``:
+    as a trial of a sweep or study, whose own process holds CPUs too."""
     r = spec.resources
     problems = []
     if r.gpus_per_worker > 0 and gpus_available == 0:
@@ -139,5 +146,235 @@ def local_resource_problems(spec: RunSpec, *, cpus_available: float, gpus_availa
             f"resources: {r.num_workers} workers x {r.cpus_per_worker:g} CPUs is more than the "
             f"{cpus_available:g} CPUs here; lower resources.num_workers or resources.cpus_per_worker"
         )
+    elif spec.rl is not None:
+        problems += _rl_resource_problems(spec, cpus_available, gpus_available, in_tune)
     return problems
 
+
+def _rl_resource_problems(spec: RunSpec, cpus: float, gpus: int, in_tune: bool) -> list[str]:
+    """Why a local Ray could never start an RL run's env runners and learners (they would wait forever: RLlib's
+    actors wait for their CPUs and GPUs without a word). Outside Tune the run's own process is the driver and holds
+    nothing; a Tune trial also holds ``resources.cpus_per_worker`` for it (RLlib's request, ``runners.trials``)."""
+    rl, problems = spec.rl, []
+    gpus_needed = rl.gpus_per_learner * max(1, rl.learners)
+    if gpus_needed and not gpus:
+        problems.append(f"rl.gpus_per_learner: {rl.gpus_per_learner:g} GPUs asked for, but this machine has none; "
+                        "set 0 to learn on the CPU, or submit to a cluster with GPUs (RAY_ADDRESS / genlab submit)")
+    elif gpus_needed > gpus:
+        problems.append(f"rl: {max(1, rl.learners)} learners x {rl.gpus_per_learner:g} GPUs is more than the {gpus} "
+                        "GPUs here; lower rl.learners or rl.gpus_per_learner")
+    parts = [(rl.env_runners, rl.cpus_per_env_runner, "env runners", "rl.cpus_per_env_runner"),
+             (rl.evaluation_runners, rl.cpus_per_env_runner, "evaluation runners", "rl.cpus_per_env_runner"),
+             (rl.learners, rl.cpus_per_learner, "learners", "rl.cpus_per_learner")]
+    parts = [p for p in parts if p[0]]
+    own = spec.resources.cpus_per_worker if in_tune else 0.0
+    needed = own + sum(n * c for n, c, _, _ in parts)
+    if parts and needed > cpus + 1e-9:
+        terms = [f"{n} {what} x {c:g}" for n, c, what, _ in parts] + ([f"the trial's {own:g}"] if own else [])
+        fields = " / ".join(dict.fromkeys(f for *_, f in parts))
+        problems.append(f"rl: {' + '.join(terms)} CPUs is {needed:g}, more than the {cpus:g} CPUs here (the run would "
+                        f"wait forever for them); lower the counts or {fields} (fractions share a core: 0.25)")
+    return problems
+
+
+
+# --------------------------------------------------------------------------------------------- a cluster's nodes
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A node type of a cluster file, as its autoscaler sees it."""
+
+    name: str
+    resources: dict[str, float]
+    """What one node offers (CPU, GPU, memory in bytes, ...), as declared; {} when Ray detects it at start."""
+    max_nodes: int
+    """How many of them there can be (the head: one)."""
+    head: bool = False
+
+    def short(self, bundle: dict[str, float]) -> list[str]:
+        """The resources of ``bundle`` this node type does not offer enough of (memory only where it is given)."""
+        return [k for k, v in bundle.items() if (k != "memory" or k in self.resources)
+                and v > self.resources.get(k, 0) + 1e-9]
+
+    def how_many(self, bundle: dict[str, float]) -> int:
+        """Bundles like this one a node holds."""
+        return int(min(self.resources.get(k, 0) / v + 1e-9 for k, v in bundle.items()
+                       if v and (k != "memory" or k in self.resources)) if bundle else 1)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    path: str
+    types: list[NodeType]
+    max_workers: int
+    """Worker nodes at most, all types together."""
+
+    @property
+    def declared(self) -> bool:
+        """Whether the worker types say what they offer (on-prem machines' resources are found when they join)."""
+        return any(t.resources for t in self.types if not t.head)
+
+    def capacity(self) -> str:
+        workers = ", ".join(f"up to {t.max_nodes} x {t.name} {_fmt(t.resources)}" for t in self.types if not t.head)
+        head = next(t for t in self.types if t.head)
+        return f"{workers}; {self.max_workers} workers in all; the head ({head.name}) offers {_fmt(head.resources)}"
+
+
+def read_cluster(path: str | Path) -> Cluster:
+    """A cluster-launcher YAML or KubeRay manifest's node types, read with Ray's own code (``ray_compat``)."""
+    from genlab import ray_compat
+
+    cfg = ray_compat.cluster_config(path)
+    head = cfg["head_node_type"]
+    total = int(cfg.get("max_workers", 0))
+    types = [NodeType(name, {k: float(v) for k, v in (t.get("resources") or {}).items() if k != "object_store_memory"},
+                      1 if name == head else min(int(t.get("max_workers", total)), total), name == head)
+             for name, t in cfg["available_node_types"].items()]
+    return Cluster(str(path), types, total)
+
+
+def _fmt(resources: dict[str, float]) -> str:
+    def one(k, v):
+        return f"{k} {v / 1024**3:g} GiB" if k == "memory" else f"{k} {v:g}"
+
+    return "{" + ", ".join(one(k, v) for k, v in resources.items()) + "}"
+
+
+def _runs_of(spec) -> list[tuple[str, RunSpec]]:
+    """The run specs whose trials a spec starts, each with where it comes from: a run; a sweep's base run and its run
+    at both ends of every range and every choice; a study's arms."""
+    from genlab.studies import StudySpec
+
+    if isinstance(spec, RunSpec):
+        return [("run", spec)]
+    if isinstance(spec, SweepSpec):
+        return [("run", spec.run)] + [(f"search_space.{path} = {value!r}", RunSpec.model_validate(raw))
+                                      for path, dim in spec.search_space.items()
+                                      for value, raw in probes(path, dim, spec.run)]
+    if isinstance(spec, StudySpec):
+        return [(f"arm {arm.label!r}", arm.run) for arm in spec.arms]
+    return []
+
+
+def cluster_report(spec, cluster: Cluster, *, source: str) -> list[str]:
+    """Whether every trial ``spec`` starts fits the cluster's node types: each of its bundles (a generative run's Ray
+    Train workers, an RL trial's placement group: RLlib's own request) on some node type, and all of them on the
+    cluster at its largest. Returns the report's lines (which node types, how many per node, how the trial packs);
+    raises :class:`SpecError` naming the field and the largest node type when a trial cannot fit."""
+    from genlab.runners.trials import trial_needs
+
+    runs = _runs_of(spec)
+    if not runs:
+        return [f"{source}: an expert spec trains on the driver (genlab expert); nothing to place on {cluster.path}"]
+    lines = [f"{source} on {cluster.path}: {cluster.capacity()}"]
+    if not cluster.declared:
+        return lines + [f"  {cluster.path}'s worker nodes declare no resources (Ray finds each machine's CPUs and GPUs "
+                        "when it joins), so nothing can be checked offline; see `ray status` once it is up"]
+    problems: list[str] = []
+    seen: dict[tuple, list[str]] = {}
+    for where, run in runs:
+        needs = trial_needs(run)
+        key = tuple((b.count, tuple(sorted(b.resources.items())), b.what) for b in needs.bundles)
+        seen.setdefault(key, []).append(where)
+        if len(seen[key]) > 1:
+            continue
+        out, wrong = _fit(needs, cluster)
+        prefix = "" if where == "run" else f"{where}: "
+        lines += [f"  {prefix}{line}" for line in out]
+        problems += [f"{'' if where == 'run' else f'{where}: '}{p}" for p in wrong]
+    if problems:
+        raise SpecError(f"{source} does not fit {cluster.path}:\n" + "\n".join(f"  {p}" for p in problems))
+    return lines
+
+
+def _fit(needs, cluster: Cluster) -> tuple[list[str], list[str]]:
+    total = sum(b.count for b in needs.bundles)
+    lines = [f"a trial holds {total} bundle{'s' * (total > 1)} ({needs.holder}, {needs.strategy}): " + " + ".join(
+        f"{b.count} x {_fmt(b.resources)} {b.what}" for b in needs.bundles)]
+    problems = []
+    for b in needs.bundles:
+        fits = [t for t in cluster.types if not t.short(b.resources) and t.how_many(b.resources) >= 1]
+        if fits:
+            lines.append(f"  {b.what} {_fmt(b.resources)}: fits " + ", ".join(
+                f"{t.name} ({t.how_many(b.resources)} per node)" for t in fits))
+            continue
+        order = {"GPU": 0, "CPU": 1, "memory": 2}
+        alone = sorted((k for k in b.resources if all(k in t.short(b.resources) for t in cluster.types)),
+                       key=lambda k: order.get(k, 3))
+        if alone:  # no node type has that much of one resource
+            worst = alone[0]
+            largest = max(cluster.types, key=lambda t: (t.resources.get(worst, 0), t.resources.get("CPU", 0)))
+            field, what = b.fields.get(worst, worst), f"more {worst} than any node type of {cluster.path} has"
+        else:  # each resource fits some node type, but none has all of them
+            largest = max(cluster.types, key=lambda t: (t.resources.get("GPU", 0), t.resources.get("CPU", 0)))
+            field = " / ".join(dict.fromkeys(v for k, v in b.fields.items() if k in b.resources))
+            what = f"and no node type of {cluster.path} has all of it at once"
+        problems.append(f"{field}: each {b.what} needs {_fmt(b.resources)}, {what}; the largest, {largest.name}, "
+                        f"has {_fmt(largest.resources)}")
+    if problems:
+        return lines, problems
+    packed = _pack([dict(b.resources) for b in needs.bundles for _ in range(b.count)], cluster)
+    if packed is None:
+        counted = [b for b in needs.bundles if "#" in b.fields]
+        field = " / ".join(b.fields["#"] for b in (counted or needs.bundles[:1]))
+        need = {k: sum(b.count * b.resources.get(k, 0) for b in needs.bundles) for k in ("CPU", "GPU")}
+        problems.append(f"{field}: a trial's {total} bundles need {_fmt({k: v for k, v in need.items() if v})} in all, "
+                        f"more than {cluster.path} holds at its largest ({cluster.capacity()}); lower {field}")
+        return lines, problems
+    used = {}
+    for name in packed:
+        used[name] = used.get(name, 0) + 1
+    lines.append("  all of it: " + " + ".join(f"{n} x {name}" for name, n in used.items())
+                 + (" (one node)" if len(packed) == 1 else " (PACK spreads it over these)"))
+    return lines, problems
+
+
+def _pack(bundles: list[dict[str, float]], cluster: Cluster) -> list[str] | None:
+    """Node types of the nodes ``bundles`` pack onto (first fit, largest bundles first; a new node of the type that
+    holds the most of what is left, the smaller on a tie), or None when the cluster at its largest cannot hold them:
+    one node of the smallest type that holds them all when there is one."""
+
+    def size(resources):
+        return tuple(resources.get(k, 0) for k in ("GPU", "CPU", "memory"))
+
+    bundles = sorted(bundles, key=size, reverse=True)
+    for t in sorted(cluster.types, key=lambda t: size(t.resources)):
+        if _fill(bundles, [t], 1) is not None:
+            return [t.name]
+    return _fill(bundles, cluster.types, cluster.max_workers + 1)
+
+
+def _fill(bundles: list[dict[str, float]], types: list[NodeType], max_nodes: int) -> list[str] | None:
+    nodes: list[tuple[NodeType, dict[str, float]]] = []
+
+    def put(free: dict, bundle: dict) -> bool:
+        if any(v > free.get(k, 0) + 1e-9 for k, v in bundle.items() if k != "memory" or k in free):
+            return False
+        for k, v in bundle.items():
+            if k in free:
+                free[k] -= v
+        return True
+
+    for i, bundle in enumerate(bundles):
+        if any(put(free, bundle) for _, free in nodes):
+            continue
+        opened = {t.name: sum(n.name == t.name for n, _ in nodes) for t in types}
+        workers = sum(not n.head for n, _ in nodes)
+        candidates = [t for t in types if not t.short(bundle) and opened[t.name] < t.max_nodes
+                      and (t.head or workers < max_nodes - 1) and len(nodes) < max_nodes]
+        if not candidates:
+            return None
+
+        def holds(t: NodeType, rest=bundles[i:]) -> int:
+            free, n = dict(t.resources), 0
+            for b in rest:
+                n += put(free, b)
+            return n
+
+        best = max(candidates, key=lambda t: (holds(t), [-x for x in (t.resources.get("GPU", 0),
+                                                                      t.resources.get("CPU", 0))]))
+        free = dict(best.resources)
+        put(free, bundle)
+        nodes.append((best, free))
+    return [n.name for n, _ in nodes]

@@ -263,6 +263,66 @@ def config_error(config, message: str) -> None:
         config._value_error(message)
 
 
+# ------------------------------------------------------------------------------------------ cluster files
+
+FAKE_PROVIDERS = ("fake_multinode", "fake_multinode_docker")
+
+
+def cluster_config(path) -> dict:
+    """A cluster file as Ray's autoscaler will read it, offline (no cloud SDK, credentials or network), with its
+    ``available_node_types``, ``head_node_type`` and ``max_workers``.
+
+    - A cluster-launcher YAML goes through ``prepare_config`` (merges the provider's defaults, fills min/max workers)
+      and ``validate_config`` (schema and semantic checks): what ``ray up`` runs before its first cloud call. A
+      ``fake_multinode`` config reaches Ray through ``ray start --autoscaling-config`` as written (the wheel ships no
+      defaults for it), so it is validated as written.
+    - A KubeRay manifest's RayCluster (or a RayJob's ``rayClusterSpec``) goes through the translation the KubeRay
+      autoscaler applies to it (``_derive_autoscaling_config_from_ray_cr``): pod limits become resources.
+    Raises ValueError (a file that is neither) or Ray's own validation error.
+    """
+    import copy
+
+    import yaml
+
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if isinstance(d, dict)]
+    launcher = [d for d in docs if "provider" in d]
+    crs = [d for d in docs if d.get("kind") in ("RayCluster", "RayJob")]
+    if launcher:
+        with _guard("ray.autoscaler._private.util.prepare_config / validate_config (and providers._DEFAULT_CONFIGS)",
+                    "to read a cluster-launcher YAML as `ray up` does, offline"):
+            from pathlib import Path
+
+            from ray.autoscaler._private.providers import _DEFAULT_CONFIGS
+            from ray.autoscaler._private.util import prepare_config, validate_config
+
+            raw = copy.deepcopy(launcher[0])
+            ptype = raw.get("provider", {}).get("type")
+            if ptype in FAKE_PROVIDERS and not Path(_DEFAULT_CONFIGS[ptype]()).is_file():
+                validate_config(raw)
+                return raw
+            cfg = prepare_config(raw)
+            validate_config(cfg)
+            return cfg
+    if crs:
+        doc = crs[0]
+        spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"].get("rayClusterSpec")
+        if spec is None:
+            raise ValueError(f"{path}: RayJob {doc['metadata']['name']} names an existing cluster (clusterSelector); "
+                             "validate against that RayCluster's manifest")
+        cr = {"apiVersion": "ray.io/v1", "kind": "RayCluster",
+              "metadata": {"name": doc["metadata"]["name"], "namespace": "default"}, "spec": copy.deepcopy(spec)}
+        with _guard("ray.autoscaler._private.kuberay.autoscaling_config._derive_autoscaling_config_from_ray_cr",
+                    "to read a KubeRay RayCluster's node types as its autoscaler does"):
+            from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscaling_config_from_ray_cr
+            from ray.autoscaler._private.util import validate_config
+
+            cfg = _derive_autoscaling_config_from_ray_cr(cr)
+            validate_config(cfg)
+            return cfg
+    raise ValueError(f"{path}: neither a Ray cluster-launcher config (no provider:) nor a KubeRay RayCluster/RayJob")
+
+
 def check() -> list[str]:
     """The internals that can be checked without a running cluster; returns what was checked."""
     checked = []
@@ -306,4 +366,15 @@ def check() -> list[str]:
     else:
         raise RayInternalsChanged("AlgorithmConfig._value_error no longer raises on a default config")
     checked.append("AlgorithmConfig._value_error")
+    with _guard("the autoscaler's prepare_config / validate_config / _DEFAULT_CONFIGS / KubeRay translation",
+                "to check a spec against a cluster's node types (genlab validate --cluster)"):
+        from ray.autoscaler._private.kuberay.autoscaling_config import (  # noqa: F401
+            _derive_autoscaling_config_from_ray_cr,
+        )
+        from ray.autoscaler._private.providers import _DEFAULT_CONFIGS
+        from ray.autoscaler._private.util import prepare_config, validate_config  # noqa: F401
+
+        for ptype in FAKE_PROVIDERS:
+            _DEFAULT_CONFIGS[ptype]  # noqa: B018
+    checked.append("cluster config readers")
     return checked

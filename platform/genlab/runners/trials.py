@@ -10,8 +10,10 @@ a resumed trial continues from its last checkpoint.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from genlab import ray_compat, registry, runlog, runners, tracking
@@ -36,17 +38,108 @@ def run_trial(trial_config: dict, *, plan: Plan, train_storage: str) -> None:
                 mlflow_tags={**tags, tracking.TAG_TRIAL: trial_id})
 
 
-def trial_resources(algorithm: str, cpus_per_worker: float) -> dict:
-    """What a Tune trial of a run of ``algorithm`` holds (sweeps and studies alike).
+@dataclass(frozen=True)
+class Bundles:
+    """``count`` identical resource bundles of a trial, what holds them and the spec fields that size them."""
 
-    An RLlib algorithm runs in the trial itself and holds its CPUs. One that needs more than one CPU of the local
-    Ray (``Hparams.local_cpus``: BC, whose demonstrations Ray Data reads with a task and a batch actor of a CPU
-    each) holds none: those tasks take the cluster's CPUs as they run, as under `genlab train`, and behind a CPU
-    held by the trial they would wait forever on a machine with few CPUs. A generative trial's driver only waits on
-    its Ray Train workers, which hold the real resources. A trial that holds no CPU asks for no fraction of one
-    either (0.02 of 2 CPUs would leave too little for a second 1-CPU worker), and for a little memory because Tune
-    refuses an empty resource request.
+    count: int
+    resources: dict[str, float]
+    """Ray's resource names: CPU, GPU, memory (bytes); zero amounts left out."""
+    what: str
+    """What runs in each, for messages ("env runner", "Ray Train worker", ...)."""
+    fields: dict[str, str]
+    """Resource name -> the spec field that sets it ("CPU" -> "rl.cpus_per_env_runner"); ``count`` is "#"'s."""
+
+
+@dataclass(frozen=True)
+class TrialNeeds:
+    """Everything one trial of a run spec reserves, as Ray will ask for it."""
+
+    bundles: list[Bundles]
+    strategy: str
+    """Ray's placement strategy for them (PACK: as few nodes as possible, spreading when they do not fit one)."""
+    holder: str
+    """Who reserves them: the trial's placement group, or the trial's Ray Train workers' own."""
+
+
+def _nonzero(resources: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in resources.items() if v}
+
+
+def trial_needs(spec: RunSpec) -> TrialNeeds:
+    """What a trial of ``spec`` reserves (the same for ``genlab train``, except that there the driver is the
+    trial's process and holds nothing itself).
+
+    - Generative: ``resources.num_workers`` Ray Train workers of ``cpus_per_worker`` CPUs and ``gpus_per_worker``
+      GPUs, in Ray Train's placement group (PACK); the trial's driver only waits on them (a little memory).
+    - RL on PPO (GAIL, VIME): RLlib's own request for the run's config (``Algorithm.default_resource_request``): the
+      trial's process (``resources.cpus_per_worker`` CPUs, and the local learner's GPU), then each env runner,
+      evaluation runner and remote learner, as one placement group (RLlib's ``placement_strategy``, PACK).
+    - Offline RL (BC): no CPU (Ray Data's read task and batch actor take the cluster's as they run; behind a CPU held
+      by the trial they would wait forever on a machine with few CPUs), its local learner's GPU if it has one.
     """
+    kind, r = registry.entry(spec.algorithm), spec.resources
+    if kind.kind == "generative":
+        fields = {"#": "resources.num_workers", "CPU": "resources.cpus_per_worker", "GPU": "resources.gpus_per_worker"}
+        worker = _nonzero({"CPU": r.cpus_per_worker, "GPU": r.gpus_per_worker})
+        return TrialNeeds([Bundles(r.num_workers, worker, "Ray Train worker", fields)], "PACK",
+                          "Ray Train's placement group")
+    if not kind.uses_ppo or registry.hparams_class(spec.algorithm).local_cpus > 1:
+        gpus = spec.rl.gpus_per_learner if spec.rl is not None else 0
+        return TrialNeeds([Bundles(1, _nonzero({"GPU": gpus, "memory": TRIAL_DRIVER_MEMORY}),
+                                   "the trial's process (its learner)", {"GPU": "rl.gpus_per_learner"})],
+                          "PACK", "the trial")
+    return _rllib_needs(spec)
+
+
+def _rllib_needs(spec: RunSpec) -> TrialNeeds:
+    """RLlib's request for the run's config, its bundles named: [the trial's process] + env runners + evaluation
+    runners + learners (the order of ``Algorithm.default_resource_request``)."""
+    pgf = _rllib_request(spec)
+    rl = spec.rl
+    local = {"CPU": "resources.cpus_per_worker"} | ({} if rl.learners else {"GPU": "rl.gpus_per_learner"})
+    parts = [(1, "the trial's process" + ("" if rl.learners else " and its learner"), local),
+             (rl.env_runners, "env runner", {"#": "rl.env_runners", "CPU": "rl.cpus_per_env_runner"}),
+             (rl.evaluation_runners, "evaluation runner",
+              {"#": "rl.evaluation_runners", "CPU": "rl.cpus_per_env_runner"}),
+             (rl.learners, "learner", {"#": "rl.learners", "CPU": "rl.cpus_per_learner", "GPU": "rl.gpus_per_learner"})]
+    bundles, at = [], 0
+    for count, what, fields in parts:
+        if count:
+            same = {tuple(sorted(_nonzero(b).items())) for b in pgf.bundles[at:at + count]}
+            if len(same) != 1 or at + count > len(pgf.bundles):
+                raise RuntimeError(f"RLlib's resource request {pgf.bundles} does not have {count} {what} bundles "
+                                   f"at {at}: is ray the pinned version (constraints.txt)?")
+            bundles.append(Bundles(count, dict(next(iter(same))), what, fields))
+            at += count
+    if at != len(pgf.bundles):
+        raise RuntimeError(f"RLlib's resource request {pgf.bundles} has bundles genlab does not know")
+    return TrialNeeds(bundles, pgf.strategy, "the trial's placement group")
+
+
+def _rllib_request(spec: RunSpec):
+    """RLlib's ``PlacementGroupFactory`` for the run's config (what ``tune.Tuner(<Algorithm>)`` would reserve)."""
+    config = registry.rllib_config(spec.algorithm, spec.hparams_obj(), spec.context())
+    return config.algo_class.default_resource_request(config)
+
+
+def run_resources(spec: RunSpec):
+    """What a Tune trial of ``spec`` holds (sweeps and studies alike; :func:`trial_needs` says why): for RL on PPO,
+    RLlib's own placement group for the run's config (so trials pack onto a cluster's nodes and the autoscaler sees
+    the whole demand); otherwise a dict: the trial's CPUs (none for generative and offline runs, whose Ray Train
+    workers or Ray Data tasks hold the real resources) and a little memory because Tune refuses an empty request.
+    A trial that holds no CPU asks for no fraction of one either (0.02 of 2 CPUs would leave too little for a
+    second 1-CPU worker)."""
+    kind = registry.entry(spec.algorithm)
+    if kind.kind == "rl" and kind.uses_ppo and registry.hparams_class(spec.algorithm).local_cpus <= 1:
+        return _rllib_request(spec)
+    gpus = spec.rl.gpus_per_learner if kind.kind == "rl" and spec.rl is not None else 0
+    return {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY, **({"gpu": gpus} if gpus else {})}
+
+
+def trial_resources(algorithm: str, cpus_per_worker: float) -> dict:
+    """Superseded by :func:`run_resources` (what a trial holds, from its own run spec), which :func:`fit` uses for
+    every trial whatever its caller passes: this is today's layout only (an RL trial's CPUs in its own process)."""
     if registry.entry(algorithm).kind == "rl" and registry.hparams_class(algorithm).local_cpus <= 1:
         return {"cpu": cpus_per_worker}
     return {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
@@ -148,22 +241,40 @@ def _once_per_trial(plan: Plan) -> Plan:
     return cached
 
 
+def _resources_by_run(plan: Plan) -> Callable[[dict], object]:
+    """Tune's per-trial resources: :func:`run_resources` of the run ``plan`` makes of a trial's config (computed once
+    per distinct config; the trial's id only names the run, so a placeholder stands in for it)."""
+    made: dict[str, object] = {}
+
+    def resources(trial_config: dict):
+        key = json.dumps(trial_config, sort_keys=True, default=str)
+        if key not in made:
+            made[key] = run_resources(plan(trial_config, "resources")[0])
+        return made[key]
+
+    return resources
+
+
 def _short(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def fit(*, plan: Plan, resources, name: str, folder: Path, uri: str, experiment: str, parent_run_id: str,
+def fit(*, plan: Plan, resources=None, name: str, folder: Path, uri: str, experiment: str, parent_run_id: str,
         resume: bool, new_tuner: Callable[..., object]):
-    """Run the trials ``plan`` makes, each holding ``resources`` (a dict, or a function of the trial's config), in
+    """Run the trials ``plan`` makes, each holding what its own run spec needs (:func:`run_resources`), in
     ``folder`` (Tune's experiment folder): a new experiment from ``new_tuner(trainable, run_config)``, or with
     ``resume`` the interrupted one restored (finished trials kept, unfinished and errored ones run again). When it
-    is over, nothing the trials reserved is left behind. Returns Tune's ``ResultGrid``."""
+    is over, nothing the trials reserved is left behind. Returns Tune's ``ResultGrid``.
+
+    ``resources`` is what callers computed before a trial's run spec said it (``trial_resources``); it is not used:
+    a trial's env runners, learners and GPUs come from its run spec, and a swept one may differ between trials."""
     from ray import tune
 
+    del resources
     train_storage = folder / "train"  # the runs of the trials, with their checkpoints
     in_driver = _once_per_trial(plan)
     trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan, train_storage=str(train_storage)),
-                                    resources)
+                                    _resources_by_run(plan))
     run_config = tune.RunConfig(name=name, storage_path=str(folder.parent), verbose=0,
                                 callbacks=[close_trial_runs(uri, experiment, in_driver, train_storage),
                                            progress_lines(in_driver)],
