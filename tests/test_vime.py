@@ -21,7 +21,7 @@ from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 import genlab.envs
 from algorithms.vime import objective
-from algorithms.vime.hparams import BNN_ID, INTRINSIC, VIMEHparams
+from algorithms.vime.hparams import BNN_ID, EXPLORE, INTRINSIC, VIMEHparams
 from algorithms.vime.learner import ReplayPool
 from algorithms.vime.module import BayesianDynamics
 from algorithms.vime.rllib import VIMEConfig
@@ -220,9 +220,12 @@ def test_reward_piece_adds_the_normalized_bonus_to_the_valid_rows_only():
     torch.testing.assert_close(added[mask].median(), torch.tensor(0.5), rtol=1e-5, atol=0)
     # What the learner keeps for the BNN: the policy's valid transitions with their next observations.
     assert torch.equal(learner.aux_data[BNN_ID][Columns.NEXT_OBS], plain_policy[Columns.NEXT_OBS][mask])
-    stats = learner.metrics.reduce()[INTRINSIC]
+    reduced = learner.metrics.reduce()
+    stats = reduced[INTRINSIC]
     assert math.isclose(stats["bonus_mean"], added[mask].mean().item(), rel_tol=1e-5)
     assert math.isclose(stats["ratio"], added[mask].sum().item() / mask.sum().item(), rel_tol=1e-5)
+    # CartPole pays on every step: both batches' valid transitions count as rewarded (the env's reward, not the bonus).
+    assert reduced[EXPLORE] == {"reward_found": 1.0, "rewarded_steps": float(first_mask.sum() + mask.sum())}
 
 
 def test_eta_zero_is_plain_ppo_rewards_and_eta_decays():
@@ -236,14 +239,26 @@ def test_eta_zero_is_plain_ppo_rewards_and_eta_decays():
     mask = out[DEFAULT_MODULE_ID][Columns.LOSS_MASK]
     assert (out[DEFAULT_MODULE_ID][Columns.REWARDS][mask] == 1).all()
 
+    rewarded = {}
+
+    def etas(learner, iterations: int) -> list[float | None]:
+        pipeline, out = ray_compat.learner_connector(learner), []
+        for _ in range(iterations):
+            pipeline(rl_module=learner.module, batch={}, episodes=runner.sample(num_timesteps=100), shared_data={},
+                     metrics=learner.metrics)
+            reduced = learner.metrics.reduce()
+            out.append(reduced.get(INTRINSIC, {}).get("eta"))
+            rewarded[id(learner)] = reduced[EXPLORE]["rewarded_steps"]
+        return out
+
     decaying = tiny_config(eta=1.0, eta_decay=0.5).build_learner(env=gym.make(config.env))
-    pipeline = ray_compat.learner_connector(decaying)
-    etas = []
-    for _ in range(4):
-        pipeline(rl_module=decaying.module, batch={}, episodes=runner.sample(num_timesteps=100), shared_data={},
-                 metrics=decaying.metrics)
-        etas.append(decaying.metrics.reduce().get(INTRINSIC, {}).get("eta"))
-    assert etas == [None, 1.0, 0.5, 0.25]
+    assert etas(decaying, 4) == [None, 1.0, 0.5, 0.25]
+    # η's decay and the reward count live in the BNN module's state, so a restored run goes on where it was (its
+    # replay pool refills first: no bonus on its first iteration).
+    restored = tiny_config(eta=1.0, eta_decay=0.5).build_learner(env=gym.make(config.env))
+    restored.module[BNN_ID].set_state(decaying.module[BNN_ID].get_state())
+    assert etas(restored, 2) == [None, 0.125]
+    assert rewarded[id(restored)] > rewarded[id(decaying)] > 0  # counted on from the restored state
 
 
 # ------------------------------------------------------------------------------------ config and specs
@@ -333,6 +348,27 @@ def test_sparse_mountain_car_pays_only_at_the_goal():
     env.action_space.seed(0)
     env.reset(seed=0)
     assert all(env.step(env.action_space.sample())[1] == 0.0 for _ in range(100))
+
+
+def test_weak_engine_mountain_car_is_sparse_mountain_car_with_less_power():
+    """Full force along the velocity still reaches the goal early; a weak push takes far longer than with
+    gymnasium's engine (the docstring of genlab.envs has what that does to Gaussian action noise)."""
+
+    def steps_to_goal(env_id: str, force: float) -> tuple[int, float]:
+        env = gym.make(env_id)
+        obs, _ = env.reset(seed=0)
+        steps, total, terminated, truncated = 0, 0.0, False, False
+        while not (terminated or truncated):
+            obs, reward, terminated, truncated, _ = env.step(np.array([force if obs[1] >= 0 else -force], np.float32))
+            steps, total = steps + 1, total + reward
+        assert terminated and total == 1.0, (env_id, force, steps)  # at the goal, paid once
+        return steps
+
+    weak, standard = genlab.envs.SPARSE_MOUNTAIN_CAR_WEAK, genlab.envs.SPARSE_MOUNTAIN_CAR
+    assert gym.make(weak).unwrapped.power == genlab.envs.WEAK_ENGINE_POWER < gym.make(standard).unwrapped.power
+    assert gym.make(weak).spec.max_episode_steps == 500
+    assert steps_to_goal(weak, 1.0) < 200
+    assert steps_to_goal(weak, 0.5) > 1.3 * steps_to_goal(standard, 0.5)  # measured: 284 vs 201 steps
 
 
 def test_sparse_half_cheetah_pays_only_past_x_5():

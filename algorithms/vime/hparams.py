@@ -19,6 +19,9 @@ BNN_ID = "bnn"
 """Module id of the Bayesian dynamics model in the learner's MultiRLModule, and the namespace of its metrics."""
 INTRINSIC = "intrinsic"
 """Namespace of the exploration bonus's metrics."""
+EXPLORE = "explore"
+"""Namespace of what exploration found: whether (``reward_found``, 0/1; its mean over seeds is the fraction of seeds
+that collected reward) and how often (``rewarded_steps``) the env paid anything on the transitions sampled so far."""
 IGMethod = Literal["second_order", "explicit"]
 """How the information gain of a transition is computed (``algorithms.vime.objective``)."""
 
@@ -27,8 +30,9 @@ class VIMEHparams(Hparams):
     metrics: ClassVar[tuple[str, ...]] = (
         f"{INTRINSIC}/bonus_mean", f"{INTRINSIC}/ig_mean", f"{INTRINSIC}/ig_median", f"{INTRINSIC}/ratio",
         f"{INTRINSIC}/eta", f"{BNN_ID}/loss", f"{BNN_ID}/nll", f"{BNN_ID}/kl", f"{BNN_ID}/reward_mean",
+        f"{EXPLORE}/reward_found", f"{EXPLORE}/rewarded_steps",
     ) + PPO_METRICS
-    progress: ClassVar[tuple[str, ...]] = (f"{INTRINSIC}/bonus_mean",)
+    progress: ClassVar[tuple[str, ...]] = (f"{INTRINSIC}/bonus_mean", f"{EXPLORE}/reward_found")
 
     eta: NonNegativeFloat = 1e-4
     """Weight η of the bonus: r + η · IG / (running median of IG); 0 = plain PPO (the BNN still trains)."""

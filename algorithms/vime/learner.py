@@ -10,7 +10,7 @@ from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core import Columns
 
 from algorithms.vime import objective
-from algorithms.vime.hparams import BNN_ID, INTRINSIC
+from algorithms.vime.hparams import BNN_ID, EXPLORE, INTRINSIC
 from algorithms.vime.module import BayesianDynamics
 from genlab.rl import connectors
 from genlab.rl.auxiliary import AuxBudget, AuxiliaryModules
@@ -58,7 +58,10 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
 
     Then the BNN, an auxiliary module (its own Adam at ``bnn_lr``), takes ``bnn_updates`` ELBO steps during the
     first PPO minibatches, each on ``bnn_batch_size`` transitions drawn from the pool.
-    The pool and the IG window live in the learner and are not checkpointed: a restored run refills them.
+    It also counts the transitions on which the env paid anything (``explore/rewarded_steps``, and
+    ``explore/reward_found``: 1 once there was one), the sparse tasks' measure of whether exploration found reward.
+    The pool and the IG window live in the learner and are not checkpointed: a restored run refills them. η's decay
+    and the reward count are buffers of the BNN module, so they are checkpointed with it.
     """
 
     def build(self) -> None:
@@ -66,7 +69,6 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
         bnn: BayesianDynamics = self.module[BNN_ID].unwrapped()
         self.pool = ReplayPool(self.config.replay_pool_size, bnn.in_dim, bnn.obs_dim, self.device)
         self.ig_medians: deque[float] = deque(maxlen=self.config.normalize_window)
-        self.bonus_iterations = 0
         connectors.install(self, connectors.ModuleReward(module_id=BNN_ID, reward_fn=self._bonus, mode="add",
                                                          next_obs=True, keep=self.keep_aux_data))
 
@@ -106,16 +108,19 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
             ig = self.information_gain(bnn, raw_inputs, deltas)
             self.ig_medians.append(ig.median().item())
             scale = sum(self.ig_medians) / len(self.ig_medians)
-            eta = c.eta * c.eta_decay**self.bonus_iterations
+            eta = c.eta * c.eta_decay**bnn.bonus_iterations.item()
             bonus = eta * ig / scale if scale > 0 else torch.zeros_like(ig)
             values[mask] = bonus
-            self.bonus_iterations += 1
+            bnn.bonus_iterations += 1
             stats = {"bonus_mean": bonus.mean().item(), "ig_mean": ig.mean().item(),
                      "ig_median": self.ig_medians[-1], "eta": eta}
             env_total = columns[Columns.REWARDS][mask].abs().sum().item()
             if env_total > 0:  # undefined while the env has paid nothing (a sparse task before the goal)
                 stats["ratio"] = bonus.sum().item() / env_total
             self.metrics.log_dict(stats, key=INTRINSIC, window=1)
+        bnn.rewarded_steps += (columns[Columns.REWARDS][mask] != 0).sum()
+        self.metrics.log_dict({"reward_found": float(bnn.rewarded_steps > 0),
+                               "rewarded_steps": float(bnn.rewarded_steps)}, key=EXPLORE, window=1)
         self.pool.add(raw_inputs, deltas)
         bnn.set_stats(*self.pool.stats())
         return values

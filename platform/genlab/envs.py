@@ -7,6 +7,11 @@ shimmy are imported when a dm_control task is made.
 
 - ``genlab/SparseMountainCar-v0``: gymnasium's continuous MountainCar physics, reward 1 on the step that reaches
   the goal (which ends the episode) and 0 otherwise: no action cost, so nothing but the goal pays. 500 steps.
+- ``genlab/SparseMountainCarWeakEngine-v0``: the same with a weaker engine, ``WEAK_ENGINE_POWER`` (gymnasium's:
+  0.0015), like the paper's harder tasks: pushing along the velocity at full force still reaches the goal in ~120 of
+  the 500 steps, but a policy must now push with about half the force or more to get there, so the policies PPO's
+  Gaussian action noise drifts into stop finding it by chance (pushing along the velocity with 0.3 of the force
+  plus N(0, 1) action noise: 16% of episodes reach the goal here, 90% with gymnasium's engine).
 - ``genlab/SparseHalfCheetah-v0``: HalfCheetah-v5, reward 1 on every step the torso is past x = 5 and 0 before
   (openai/vime's HalfCheetahEnvX). 500 steps, as in the paper's experiments.
 - ``genlab/CartpoleSwingupSparse-v0``: dm_control's ``cartpole/swingup_sparse`` (reward 1 only while the pole is
@@ -21,11 +26,14 @@ import gymnasium as gym
 import numpy as np
 
 SPARSE_MOUNTAIN_CAR = "genlab/SparseMountainCar-v0"
+SPARSE_MOUNTAIN_CAR_WEAK = "genlab/SparseMountainCarWeakEngine-v0"
 SPARSE_HALF_CHEETAH = "genlab/SparseHalfCheetah-v0"
 CARTPOLE_SWINGUP_SPARSE = "genlab/CartpoleSwingupSparse-v0"
 CARTPOLE_SWINGUP = "genlab/CartpoleSwingup-v0"
 HALF_CHEETAH_GOAL_X = 5.0
 """SparseHalfCheetah pays 1 per step while the torso's x is past this (the cheetah starts at x = 0)."""
+WEAK_ENGINE_POWER = 0.0009
+"""The engine's power in SparseMountainCarWeakEngine (force per unit action; gymnasium's MountainCar: 0.0015)."""
 
 
 class GoalReward(gym.Wrapper):
@@ -48,10 +56,13 @@ class PastXReward(gym.Wrapper):
         return obs, float(info["x_position"] > self.goal_x), terminated, truncated, info
 
 
-def _sparse_mountain_car(render_mode: str | None = None) -> gym.Env:
+def _sparse_mountain_car(render_mode: str | None = None, power: float | None = None) -> gym.Env:
     from gymnasium.envs.classic_control.continuous_mountain_car import Continuous_MountainCarEnv
 
-    return GoalReward(Continuous_MountainCarEnv(render_mode=render_mode))
+    env = Continuous_MountainCarEnv(render_mode=render_mode)
+    if power is not None:
+        env.power = power  # read by every step(): the force is action * power
+    return GoalReward(env)
 
 
 def _sparse_half_cheetah(render_mode: str | None = None, **kwargs) -> gym.Env:
@@ -96,6 +107,8 @@ def register() -> None:
     """Register genlab's env ids with gymnasium (idempotent)."""
     specs = {
         SPARSE_MOUNTAIN_CAR: dict(entry_point=_sparse_mountain_car, max_episode_steps=500),
+        SPARSE_MOUNTAIN_CAR_WEAK: dict(entry_point=_sparse_mountain_car, max_episode_steps=500,
+                                       kwargs={"power": WEAK_ENGINE_POWER}),
         SPARSE_HALF_CHEETAH: dict(entry_point=_sparse_half_cheetah, max_episode_steps=500),
         CARTPOLE_SWINGUP_SPARSE: dict(entry_point=_cartpole_swingup_sparse),  # dm_control ends episodes itself
         CARTPOLE_SWINGUP: dict(entry_point=_cartpole_swingup),
