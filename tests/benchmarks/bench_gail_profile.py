@@ -59,14 +59,18 @@ class Timers:
 
 class MinibatchSpans:
     """Each minibatch update's wall time, from the policy's forward pass to the optimizer step, split by whether it
-    also took a D step (its loss dict holds the auxiliary module's loss)."""
+    also took a D step (its loss dict holds the auxiliary module's loss). The value forward pass of GAE does not go
+    through the policy's ``_forward_train``."""
 
     def __init__(self, learner, aux_id: str) -> None:
+        from ray.rllib.core import DEFAULT_MODULE_ID
+
         self.plain: list[float] = []
         self.with_aux: list[float] = []
         self.t0 = None
         self.aux = False
-        forward, losses, apply = learner.module.forward_train, learner.compute_losses, learner.apply_gradients
+        policy = learner.module[DEFAULT_MODULE_ID]
+        forward, losses = policy._forward_train, learner.compute_losses
 
         def forward_train(*args, **kwargs):
             self.t0 = time.perf_counter()
@@ -77,13 +81,19 @@ class MinibatchSpans:
             self.aux = aux_id in out
             return out
 
-        def apply_gradients(*args, **kwargs):
-            out = apply(*args, **kwargs)
-            (self.with_aux if self.aux else self.plain).append(time.perf_counter() - self.t0)
-            return out
+        def ends(fn):
+            def timed(*args, **kwargs):
+                out = fn(*args, **kwargs)
+                if self.t0 is not None:  # one span per forward pass (genlab's step may call apply_gradients)
+                    (self.with_aux if self.aux else self.plain).append(time.perf_counter() - self.t0)
+                    self.t0 = None
+                return out
+            return timed
 
-        learner.module.forward_train, learner.compute_losses = forward_train, compute_losses
-        learner.apply_gradients = apply_gradients
+        policy._forward_train, learner.compute_losses = forward_train, compute_losses
+        learner.apply_gradients = ends(learner.apply_gradients)
+        if hasattr(learner, "step"):  # genlab's loop (genlab.rl.minibatches) steps the optimizers itself
+            learner.step = ends(learner.step)
 
     def clear(self) -> None:
         self.plain.clear()
@@ -119,6 +129,7 @@ def main() -> None:
             learner = ray_compat.local_learner(algo)
             if args.rllib_loop:
                 learner.minibatch_loop = False
+            loop = getattr(learner, "minibatch_loop", False)
             t = Timers()
             t.wrap(algo, "train", "train")
             t.wrap(algo.env_runner, "sample", "sampling")
@@ -162,7 +173,7 @@ def main() -> None:
     total = t.s["train"] + eval_s
     count = len(spans.plain) + len(spans.with_aux)
     print(f"\n{args.spec}, overrides {args.overrides or 'none'}, seed {args.seed}, "
-          f"{'RLlib' if args.rllib_loop else 'genlab'}'s minibatch loop: {n} iterations after {args.warmup} warm-up; "
+          f"{'genlab' if loop else 'RLlib'}'s minibatch loop: {n} iterations after {args.warmup} warm-up; "
           f"{count / n:.0f} minibatch updates per iteration, {len(spans.with_aux) / n:.0f} with a D step")
     print(f"  {'part':44s} {'s/iter':>7s} {'share':>6s}")
     for name, s in parts.items():
