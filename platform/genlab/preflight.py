@@ -118,11 +118,27 @@ def _resource_problems(run: RunSpec, num_cpus: float | None, *, in_tune: bool = 
     cpus = num_cpus or os.cpu_count() or 1
     problems = local_resource_problems(run, cpus_available=cpus, gpus_available=torch.cuda.device_count(),
                                        in_tune=in_tune)
+    problems += fast_path_problems(run, gpus_available=torch.cuda.device_count())
     needed = registry.hparams_class(run.algorithm).local_cpus
     if cpus < needed:
         problems.append(f"--num-cpus: {cpus:g}, but {run.algorithm} needs {needed} CPUs in a local Ray (with fewer "
                         f"it waits forever); pass --num-cpus {needed} or more")
     return problems
+
+
+def fast_path_problems(spec: RunSpec, *, gpus_available: int) -> list[str]:
+    """Why the devices a local Ray would train ``spec`` on cannot run its ``perf`` settings (bf16 on a GPU without
+    bf16 math, torch.compile without a C++ compiler or triton): the CPU, or each of this machine's GPUs when the
+    spec asks for GPUs (none: local_resource_problems says so). On a cluster each worker checks its own device."""
+    from genlab import fastpath
+
+    if fastpath.is_default(spec.perf):
+        return []
+    if spec.resources.gpus_per_worker == 0 or os.environ.get("GENLAB_LOGICAL_GPUS") == "1":
+        devices = ["cpu"]  # logical GPUs (Ray's fake_multinode) compute on the CPU: genlab.runners.generative
+    else:
+        devices = [f"cuda:{i}" for i in range(gpus_available)]
+    return [p for device in devices for p in fastpath.device_problems(spec.perf, device)]
 
 
 def local_resource_problems(spec: RunSpec, *, cpus_available: float, gpus_available: int,

@@ -91,6 +91,26 @@ class ResourcesSpec(Strict):
     """Restart a failed run this many times from its latest checkpoint."""
 
 
+class PerfSpec(Strict):
+    """Generative methods: how each Ray Train worker runs its training step, the fast path for GPUs
+    (:mod:`genlab.fastpath`, applied by the runner to the nets a method trains; methods do nothing for it). All off by
+    default: a run trains exactly as without the section. The pre-flight refuses a setting this machine's device
+    cannot run; on a cluster each worker checks its own device before training."""
+
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """`bf16`: the training nets' forward passes run under torch.autocast with bfloat16 (their matmuls and convs in
+    bf16); weights, gradients, optimizer state and the losses stay fp32, and so does evaluation. Needs a GPU with
+    bf16 math (compute capability 8.0+: A100, L4, H100, ...) or a CPU (any; fast only with AVX512-BF16/AMX)."""
+    compile: bool = False
+    """torch.compile the training nets (around DDP when there are several workers); the first steps of a run wait
+    for the compilation (tens of seconds to minutes), evaluation runs the nets uncompiled. Needs a C++ compiler (CPU)
+    or triton (GPU)."""
+    channels_last: bool = False
+    """Conv nets' weights and image inputs in channels_last (NHWC) memory format, which GPU tensor cores and oneDNN
+    convolve fastest; nets without conv weights (arch mlp) are left as they are. Dropout and noise layers in conv nets
+    then draw the same numbers in another order (other pixels dropped: the same distribution, another draw)."""
+
+
 class TrackingSpec(Strict):
     uri: str | None = None
     """MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db."""
@@ -187,6 +207,8 @@ class RunSpec(Strict):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     """For RL methods an epoch is one training iteration."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    perf: PerfSpec | None = None
+    """Generative methods: bf16 autocast, torch.compile, channels_last on the Ray Train workers (default: all off)."""
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     seed: NonNegativeInt = 0
     """Seed of model initialisation and batch order."""
@@ -221,6 +243,8 @@ class RunSpec(Strict):
         elif self.ppo is None and entry.uses_ppo:
             object.__setattr__(self, "ppo", PPOHparams())
         if entry.kind == "generative":
+            if self.perf is None:
+                object.__setattr__(self, "perf", PerfSpec())
             if self.rl is not None:
                 problems.append(f"rl: {self.algorithm} trains as Ray Train workers (resources:), not with RLlib's "
                                 "env runners and learners; remove the rl section")
@@ -239,6 +263,9 @@ class RunSpec(Strict):
             if self.rl is None:
                 object.__setattr__(self, "rl", RLScaleSpec())
             problems += self._scale_problems(entry.uses_ppo)
+            if self.perf is not None:
+                problems.append(f"perf: {self.algorithm} trains with RLlib, not as Ray Train workers; the perf section "
+                                "is for generative methods (an RL learner's GPU is rl.gpus_per_learner); remove it")
             if self.data is not None:
                 problems.append(f"data: {self.algorithm} is an RL method; it takes env: (and demos:), not data:")
             if self.env is None:

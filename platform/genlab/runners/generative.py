@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from genlab import config, data, outbox, ray_compat, registry, runlog, tracking
+from genlab import config, data, fastpath, outbox, ray_compat, registry, runlog, tracking
 from genlab.errors import check_finite, not_retryable
 from genlab.runners import RunResult
 from genlab.runners.storage import CHECKPOINT_ARTIFACT, GENERATIVE_STATE
@@ -98,9 +98,15 @@ def train_loop_per_worker(cfg: dict) -> None:
         _say(rank, f"resumed from {checkpoint.path} at epoch {start_epoch}")
     else:
         algo.initialize(next(iter(data.batches(ds, epoch=0, **batch_args))))
-    if world > 1:
-        algo.distribute(lambda m: prepare_model(m, move_to_device=False,
-                                                parallel_strategy_kwargs={"find_unused_parameters": True}))
+
+    def ddp(net: torch.nn.Module) -> torch.nn.Module:
+        return prepare_model(net, move_to_device=False, parallel_strategy_kwargs={"find_unused_parameters": True})
+
+    # The spec's perf section (bf16 autocast, torch.compile, channels_last) around the training nets, with DDP when
+    # there are several workers; with perf all off only DDP, as always.
+    fast = fastpath.apply(algo, spec.perf, device, ddp if world > 1 else None)
+    if fast:
+        _say(rank, f"fast path: {fast}")
 
     logger = runlog.RunLogger(cfg["mlflow_uri"], cfg["mlflow_run_id"], outbox=cfg["outbox"],
                               budget_s=spec.tracking.outage_budget_s) if rank == 0 else None
