@@ -36,6 +36,7 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 SWEEP = "sweeps/improved_gan/digits_sweep.yaml"
 TINY = ["--set", "run.budget.epochs=2", "--set", "num_samples=2", "--set", "scheduler.grace_period=1",
+        "--set", "run.budget.checkpoint_every=1",
         "--set", "run.hparams.d_hidden=[128, 64]", "--set", "run.hparams.g_hidden=[64]"]
 
 

@@ -1,6 +1,12 @@
 """genlab: reproduce and sweep the 2016 generative models on Ray (Train, Tune, RLlib) with MLflow."""
 
+import warnings
+
 __version__ = "0.1.0"
+
+# dm_control (imported with RLlib) and MuJoCo load a GLFW window backend unless MUJOCO_GL names another, and GLFW
+# warns "X11: The DISPLAY environment variable is missing" on every headless machine. genlab never opens a window.
+warnings.filterwarnings("ignore", message=r".*The DISPLAY environment variable is missing")
 
 RAY_ENV_VARS = {
     # Ray Train V2's controller polls its workers every 2 s and ray.train.report waits for that poll, so each

@@ -151,6 +151,7 @@ def start_ray(num_cpus: float | None = None, *, quiet: bool = False) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        ray_compat.quiet_rllib_new_stack_notice()
     os.environ.update({k: v for k, v in RAY_ENV_VARS.items() if k not in os.environ})
     # Every Ray process of the run gets genlab's Ray settings and the user's GENLAB_* variables. Inside a
     # Ray job, the job's runtime env already reaches them, and Ray refuses to set a variable twice.

@@ -62,6 +62,23 @@ def quiet_train_reports() -> None:
         logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
+def quiet_rllib_new_stack_notice() -> None:
+    """Drop the warning RLlib's AlgorithmConfig logs each time a custom algorithm is built ("You are running <name> on
+    the new API stack! This is the new default behavior ..."): genlab's RL methods are on the new stack on purpose.
+    Other warnings of that logger still show."""
+    import logging
+
+    from ray.rllib.algorithms import algorithm_config
+
+    class DropNotice(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "on the new API stack!" not in record.getMessage()
+
+    logger = logging.getLogger(algorithm_config.__name__)
+    if not any(type(f).__name__ == DropNotice.__name__ for f in logger.filters):
+        logger.addFilter(DropNotice())
+
+
 def release_autoscaling_request(train_run_id: str, controller_actor_id: str | None, wait_s: float = 60.0) -> None:
     """Withdraw what a Ray Train run asked the autoscaler for, once its controller is gone.
 
@@ -91,7 +108,7 @@ def release_autoscaling_request(train_run_id: str, controller_actor_id: str | No
         TrainAutoscalingCoordinatorClient(f"train-{train_run_id}").cancel_resource_request()
 
 
-def remove_job_placement_groups(wait_s: float = 60.0, poll_s: float = 1.0) -> list[str]:
+def remove_job_placement_groups(wait_s: float = 60.0, grace_s: float = 10.0, poll_s: float = 1.0) -> list[str]:
     """Remove the placement groups this job created that are still reserved; returns their ids.
 
     Called when a sweep is over, when no trial of it runs any more. A Train controller stopped while its worker
@@ -102,7 +119,7 @@ def remove_job_placement_groups(wait_s: float = 60.0, poll_s: float = 1.0) -> li
     The order matters. A placement group removed under a Train controller that is still alive (a stopped trial's
     controller shuts down some seconds after Tune ends the trial) makes that controller retry: it prints a worker
     failure and asks for a new worker group, a node an autoscaler would start. So this waits (up to ``wait_s``) until
-    no Train controller of this job is alive, then gives Ray Train's own cleaners the same time to remove their
+    no Train controller of this job is alive, then gives Ray Train's own cleaners ``grace_s`` more to remove their
     groups, and removes only what is still left after that.
     """
     import ray
@@ -121,9 +138,12 @@ def remove_job_placement_groups(wait_s: float = 60.0, poll_s: float = 1.0) -> li
 
         controller_class = TrainController.__name__
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and (
-            list_actors(filters=[("class_name", "=", controller_class), ("state", "=", "ALIVE"),
-                                 ("job_id", "=", job)], limit=10_000) or reserved()):
+    while time.monotonic() < deadline and list_actors(
+            filters=[("class_name", "=", controller_class), ("state", "=", "ALIVE"), ("job_id", "=", job)],
+            limit=10_000):
+        time.sleep(poll_s)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and reserved():
         time.sleep(poll_s)
     left = reserved()
     removed = []
@@ -340,6 +360,8 @@ def check() -> list[str]:
     checked.append("TorchTrainer failure policy")
     quiet_train_reports()
     checked.append("Train report logger")
+    quiet_rllib_new_stack_notice()
+    checked.append("RLlib's new-API-stack notice")
     train_checkpoints("/nonexistent")
     checked.append("Ray Train checkpoint folder names")
     with _guard("Trial.pickled_error_file / Trial.error_file", "to record why a sweep trial failed"):

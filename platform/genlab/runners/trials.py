@@ -11,6 +11,7 @@ a resumed trial continues from its last checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from pathlib import Path
 from genlab import ray_compat, registry, runlog, runners, tracking
 from genlab.runners import generative
 from genlab.specs import RunSpec
+
+log = logging.getLogger(__name__)
 
 TRIAL_DRIVER_MEMORY = 64 * 1024**2
 
@@ -197,11 +200,10 @@ def progress_lines(plan: Plan, out=None):
 
     from ray.tune import Callback
 
-    out = out or sys.stdout
-
     def say(text: str) -> None:
-        out.write(f"[genlab] {text}\n")
-        out.flush()
+        stream = out or sys.stdout  # looked up per line: Tune pickles its callbacks, and a stream does not pickle
+        stream.write(f"[genlab] {text}\n")
+        stream.flush()
 
     class ProgressLines(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
@@ -310,12 +312,13 @@ def _release_autoscaling_requests(uri: str, experiment_id: str, parent_run_id: s
 
 
 def _remove_leftover_placement_groups() -> None:
-    """Free what ended trials still reserve (see ``ray_compat.remove_job_placement_groups``), saying so."""
+    """Free what ended trials still reserve (see ``ray_compat.remove_job_placement_groups``). Housekeeping, not news
+    for the user's terminal: logged at INFO on the ``genlab.runners.trials`` logger (``logging.basicConfig(level=
+    logging.INFO)`` shows it)."""
     try:
         removed = ray_compat.remove_job_placement_groups()
     except Exception as e:  # the state API is unreachable: the results matter more
-        print(f"genlab: could not check for placement groups left by ended trials: {e}", flush=True)
+        log.warning("could not check for placement groups left by ended trials: %s", e)
         return
     if removed:
-        print(f"genlab: removed {len(removed)} placement group(s) left by ended trials: {', '.join(removed)}",
-              flush=True)
+        log.info("removed %d placement group(s) left by ended trials: %s", len(removed), ", ".join(removed))
