@@ -627,7 +627,7 @@ def test_cluster_scale_spec_fits_the_clusters_it_is_meant_for(spec, cluster, pac
 
 TOO_BIG = [
     ("sweeps/gail/humanoid_cluster.yaml", "cluster/aws-gpu.yaml", ["rl.gpus_per_learner=8"],
-     "rl.gpus_per_learner: each the trial's process and its learner needs {CPU 1, GPU 8}, more GPU than any node type "
+     "rl.gpus_per_learner: the trial's process and its learner needs {CPU 1, GPU 8}, more GPU than any node type "
      "of {cluster} has; the largest, gpu_4x, has {CPU 48, GPU 4}"),
     ("sweeps/improved_gan/cifar10_cluster.yaml", "cluster/gcp-gpu.yaml", ["resources.cpus_per_worker=64"],
      "resources.cpus_per_worker: each Ray Train worker needs {CPU 64, GPU 1}, more CPU than any node type of "

@@ -326,7 +326,8 @@ def _fit(needs, cluster: Cluster) -> tuple[list[str], list[str]]:
             largest = max(cluster.types, key=lambda t: (t.resources.get("GPU", 0), t.resources.get("CPU", 0)))
             field = " / ".join(dict.fromkeys(v for k, v in b.fields.items() if k in b.resources))
             what = f"and no node type of {cluster.path} has all of it at once"
-        problems.append(f"{field}: each {b.what} needs {_fmt(b.resources)}, {what}; the largest, {largest.name}, "
+        subject = b.what if b.what.startswith("the ") else f"each {b.what}"
+        problems.append(f"{field}: {subject} needs {_fmt(b.resources)}, {what}; the largest, {largest.name}, "
                         f"has {_fmt(largest.resources)}")
     if problems:
         return lines, problems
@@ -356,12 +357,13 @@ def _pack(bundles: list[dict[str, float]], cluster: Cluster) -> list[str] | None
 
     bundles = sorted(bundles, key=size, reverse=True)
     for t in sorted(cluster.types, key=lambda t: size(t.resources)):
-        if _fill(bundles, [t], 1) is not None:
+        if _fill(bundles, [t], max_workers=1, max_nodes=1) is not None:
             return [t.name]
-    return _fill(bundles, cluster.types, cluster.max_workers + 1)
+    return _fill(bundles, cluster.types, max_workers=cluster.max_workers)
 
 
-def _fill(bundles: list[dict[str, float]], types: list[NodeType], max_nodes: int) -> list[str] | None:
+def _fill(bundles: list[dict[str, float]], types: list[NodeType], *, max_workers: int,
+          max_nodes: float = float("inf")) -> list[str] | None:
     nodes: list[tuple[NodeType, dict[str, float]]] = []
 
     def put(free: dict, bundle: dict) -> bool:
@@ -378,7 +380,7 @@ def _fill(bundles: list[dict[str, float]], types: list[NodeType], max_nodes: int
         opened = {t.name: sum(n.name == t.name for n, _ in nodes) for t in types}
         workers = sum(not n.head for n, _ in nodes)
         candidates = [t for t in types if not t.short(bundle) and opened[t.name] < t.max_nodes
-                      and (t.head or workers < max_nodes - 1) and len(nodes) < max_nodes]
+                      and (t.head or workers < max_workers) and len(nodes) < max_nodes]
         if not candidates:
             return None
 
