@@ -272,6 +272,32 @@ def test_connector_rewrites_only_the_reward_column_right_before_gae():
         assert torch.equal(learner.aux_data[DISC_ID][column], plain_policy[column][mask])
 
 
+def test_advantages_unstandardized_or_scaled_by_their_running_std():
+    """advantage_norm: "batch" keeps RLlib's per-batch standardization; "none" hands the policy GAE's raw advantages
+    (value targets minus the value function's estimates); "running" divides those by the running std of all raw
+    advantages so far (two batches here: the second is scaled by the std over both)."""
+    out = {}
+    for norm in ("batch", "none", "running"):
+        learner, episodes = learner_and_episodes(tiny_config(advantage_norm=norm), n_steps=100)
+        pipeline = ray_compat.learner_connector(learner)
+        names = [type(c).__name__ for c in pipeline.connectors]
+        assert names[-1] == ("GeneralAdvantageEstimation" if norm == "batch" else "PolicyAdvantages")
+        out[norm] = [pipeline(rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes), shared_data={})
+                     [DEFAULT_MODULE_ID] for _ in range(2)]
+        module = learner.module[DEFAULT_MODULE_ID]
+    batch, raw, running = (out[k][1] for k in ("batch", "none", "running"))
+    mask = batch[Columns.LOSS_MASK]
+    with torch.no_grad():
+        expected = batch[Columns.VALUE_TARGETS] - module.compute_values(batch)
+    torch.testing.assert_close(raw[Columns.ADVANTAGES], expected)
+    standardized = (expected - expected.mean()) / expected.std(unbiased=False)
+    torch.testing.assert_close(batch[Columns.ADVANTAGES], standardized, rtol=1e-4, atol=1e-4)
+    both = torch.cat([expected[mask], expected[mask]])  # the same episodes twice
+    torch.testing.assert_close(running[Columns.ADVANTAGES], expected / both.std(unbiased=False))
+    for column in (Columns.REWARDS, Columns.VALUE_TARGETS):
+        torch.testing.assert_close(raw[column], batch[column])
+
+
 # -------------------------------------------------------------------- (4) D steps per update, freezing
 
 

@@ -20,6 +20,9 @@ RewardForm = Literal["neg_log_1m_d", "log_d"]
 """The surrogate rewards of ``algorithms.gail.objective.REWARDS``."""
 InputNorm = Literal["expert", "running"]
 """How D standardizes its inputs: by the expert data's statistics, or by running ones of expert and policy pairs."""
+AdvantageNorm = Literal["batch", "running", "none"]
+"""How the policy's advantages are scaled: per batch to unit variance (RLlib's PPO), by the running std of every raw
+advantage so far, or not at all."""
 RewardNorm = Literal["none", "scale", "standardize"]
 """What the policy is paid: D's reward as is, divided by its running std, or standardized by its running mean/std."""
 
@@ -59,6 +62,11 @@ class GAILHparams(Hparams):
     """Normalize the surrogate reward by running statistics of every reward given so far (imitation's
     NormalizedRewardNet): "scale" divides by the std (keeps the sign, hence -log(1-D)'s survival bonus on tasks that
     end early), "standardize" also subtracts the mean (only safe with a fixed episode length)."""
+    advantage_norm: AdvantageNorm = "batch"
+    """"batch": RLlib's PPO standardizes each batch's GAE advantages, so the policy takes full-size steps even when D
+    is at chance and its rewards are noise; "running": the raw advantages divided by the running std of all raw
+    advantages so far (the early, informative batches' scale: a batch of near-equal rewards moves the policy little);
+    "none": raw advantages."""
     freeze_discriminator: bool = False
     """Ablation: D keeps its random initialisation and is never trained (rewards still come from it)."""
 

@@ -9,7 +9,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
-from ray.rllib.core import Columns
+from ray.rllib.core import DEFAULT_MODULE_ID, Columns
+from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.spaces.space_utils import normalize_action
 
 from algorithms.gail import objective
@@ -28,6 +29,7 @@ class GAILLearner(AuxiliaryModules, MinibatchLoop, PPOTorchLearner):
       piece before GAE, so advantages use ``gail_reward(logit D)`` in place of the env reward.
     - D is an auxiliary module: its own Adam at ``disc_lr``, ``disc_steps`` steps per iteration on the first PPO
       minibatches (none when ``freeze_discriminator``), each against ``disc_minibatch_size`` expert pairs.
+    - ``advantage_norm`` other than "batch": a piece right after GAE rescales the advantages (:meth:`_advantages`).
     - PPO's epochs run as one loop inside the learner (:class:`genlab.rl.minibatches.MinibatchLoop`): RLlib's
       per-minibatch bookkeeping cost as much as the small networks' gradient steps.
     """
@@ -38,6 +40,8 @@ class GAILLearner(AuxiliaryModules, MinibatchLoop, PPOTorchLearner):
         self.set_expert(*self.load_expert())
         connectors.install(self, connectors.ModuleReward(module_id=DISC_ID, reward_fn=self._reward, mode="replace",
                                                          keep=self.keep_aux_data))
+        if self.config.advantage_norm != "batch":
+            connectors.install_after_gae(self, connectors.PolicyAdvantages(advantage_fn=self._advantages))
 
     def aux_modules(self) -> dict[str, AuxBudget]:
         c = self.config
@@ -146,3 +150,16 @@ class GAILLearner(AuxiliaryModules, MinibatchLoop, PPOTorchLearner):
         if c.reward_norm == "standardize":
             reward = reward - stats.mean
         return reward / stats.std
+
+    def _advantages(self, rl_module, columns: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The policy's advantages unstandardized (``advantage_norm``): GAE's value targets minus the values the
+        policy's value function gave them (what RLlib standardized), divided, with "running", by the running std of
+        all raw advantages so far."""
+        values = rl_module[DEFAULT_MODULE_ID].unwrapped().compute_values(columns)
+        raw = columns[Postprocessing.VALUE_TARGETS] - values
+        if self.config.advantage_norm == "none":
+            return raw
+        valid = columns.get(Columns.LOSS_MASK, torch.ones_like(raw, dtype=torch.bool))
+        stats = rl_module[DISC_ID].unwrapped().advantage_stats
+        stats.update(raw[valid].unsqueeze(-1))
+        return raw / stats.std

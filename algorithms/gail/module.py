@@ -57,7 +57,8 @@ class Discriminator(TorchRLModule):
     such pair gets the same (zero) reward.
     ``model_config``: ``hiddens`` (widths), ``action_low`` / ``action_high`` (Box only; None = no clipping).
     The learner computes its loss (``algorithms.gail.objective``); the module only scores pairs. ``reward_stats``
-    holds the running statistics of the rewards D gave (used when the learner normalizes them).
+    holds the running statistics of the rewards D gave (used when the learner normalizes them), ``advantage_stats``
+    those of the policy's raw advantages (``advantage_norm: running``).
     """
 
     def setup(self) -> None:
@@ -75,6 +76,7 @@ class Discriminator(TorchRLModule):
         self.register_buffer("in_std", torch.ones(features))
         self.expert_stats, self.policy_stats = RunningStats(features), RunningStats(features)
         self.reward_stats = RunningStats(1)
+        self.advantage_stats = RunningStats(1)
         register_action_bounds(self, act_dim)
 
     @property

@@ -21,9 +21,12 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import Learner
 from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from genlab import ray_compat
 
+AdvantageFn = Callable[[RLModule, dict[str, torch.Tensor]], torch.Tensor]
+"""(the learner's MultiRLModule, the policy's batch with GAE's ADVANTAGES and VALUE_TARGETS) -> its advantages."""
 RewardFn = Callable[[RLModule, dict[str, torch.Tensor]], torch.Tensor]
 """(learner-only module, its batch: OBS, ACTIONS, REWARDS (the env's), LOSS_MASK[, NEXT_OBS]) -> one value per row."""
 
@@ -81,3 +84,34 @@ def install(learner: Learner, piece: ModuleReward) -> None:
     # insert_before silently appends when the class is missing: check where the piece went.
     if names[-2:] != [type(piece).__name__, GeneralAdvantageEstimation.__name__]:
         raise RuntimeError(f"the reward piece did not land before GeneralAdvantageEstimation: {names}")
+
+
+class PolicyAdvantages(ConnectorV2):
+    """Right after PPO's ``GeneralAdvantageEstimation``: the policy's ``ADVANTAGES`` <- ``advantage_fn(rl_module,
+    policy batch)``, computed without gradients. RLlib's GAE standardizes each batch's advantages to unit variance;
+    with this piece a learner can scale them otherwise (GAIL's ``advantage_norm``)."""
+
+    def __init__(self, input_observation_space: gym.Space | None = None, input_action_space: gym.Space | None = None,
+                 *, advantage_fn: AdvantageFn, **kwargs):
+        super().__init__(input_observation_space, input_action_space, **kwargs)
+        self.advantage_fn = advantage_fn
+
+    def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs):
+        policy = batch[DEFAULT_MODULE_ID]
+        with torch.no_grad():
+            values = self.advantage_fn(rl_module, policy)
+        if values.shape != policy[Postprocessing.ADVANTAGES].shape:
+            raise ValueError(f"advantage_fn gave shape {tuple(values.shape)}, the batch's advantages have "
+                             f"{tuple(policy[Postprocessing.ADVANTAGES].shape)}")
+        policy[Postprocessing.ADVANTAGES] = values.to(policy[Postprocessing.ADVANTAGES].dtype)
+        return batch
+
+
+def install_after_gae(learner: Learner, piece: PolicyAdvantages) -> None:
+    """Put ``piece`` right after PPO's ``GeneralAdvantageEstimation`` in ``learner``'s pipeline (the last piece).
+    Call from ``Learner.build()`` after ``super().build()``."""
+    pipeline = ray_compat.learner_connector(learner)
+    pipeline.insert_after(GeneralAdvantageEstimation, piece)
+    names = [type(c).__name__ for c in pipeline.connectors]
+    if names[-2:] != [GeneralAdvantageEstimation.__name__, type(piece).__name__]:
+        raise RuntimeError(f"the advantage piece did not land right after GeneralAdvantageEstimation: {names}")
