@@ -29,7 +29,6 @@ from conftest import ROOT, free_port
 from test_mlflow_ui import check_sweep_as_the_ui_shows_it
 
 from genlab import jobs, tracking
-from genlab.runners import generative as train
 
 pytestmark = pytest.mark.slow
 
@@ -273,7 +272,7 @@ def test_autoscaling_cluster_adds_gpu_nodes_for_a_sweep_and_removes_them(head_fa
     assert len(runs) == 2 and placed <= gpu_nodes and not placed & head_ids, (placed, gpu_nodes)
     assert all(r.data.tags[tracking.TAG_DEVICE] == "cpu" for r in runs)  # logical GPUs: computed on the CPU
     # What the sweep needs to withdraw a stopped trial's autoscaling request (generative.release_autoscaling_request).
-    assert all({train.TAG_TRAIN_RUN, train.TAG_TRAIN_CONTROLLER} <= set(r.data.tags) for r in runs)
+    assert all({tracking.TAG_TRAIN_RUN, tracking.TAG_TRAIN_CONTROLLER} <= set(r.data.tags) for r in runs)
 
 
 def test_runtime_env_file_matches_genlab_submit():
