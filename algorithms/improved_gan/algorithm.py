@@ -44,7 +44,7 @@ def build_nets(hp: ImprovedGANHparams, info: DataContext) -> tuple[nn.Module, nn
     g_norm = dict(norm=hp.g_norm, n_ref=hp.vbn_reference_size)
     if hp.arch == "mlp":
         d = MLPDiscriminator(info.shape, hp.d_hidden, info.num_classes, hp.input_noise, hp.hidden_noise, minibatch)
-        return d, MLPGenerator(hp.z_dim, hp.g_hidden, info.shape, **g_norm)
+        return d, MLPGenerator(hp.z_dim, hp.g_hidden, info.shape, output=hp.g_output, **g_norm)
     _, h, w = info.shape
     if h % 8 or w % 8 or min(h, w) < 16:
         raise ValueError(

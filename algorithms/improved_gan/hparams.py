@@ -65,12 +65,18 @@ class ImprovedGANHparams(Hparams):
     """mlp: widths of D's hidden weight-normalised dense layers; the last one gives the matched features."""
     g_hidden: list[PositiveInt] = [500, 500]
     """mlp: widths of G's dense + batch-norm + softplus layers."""
+    g_output: Literal["tanh", "sigmoid"] = "tanh"
+    """mlp: G's output stage. "sigmoid": the MNIST reference code's (a weight-normalised dense layer at scale 1, no
+    data-dependent init, then a sigmoid, mapped to genlab's [-1, 1] pixels); on real MNIST digits "tanh" (a
+    data-dependent init, then tanh: about 4 times the step per Adam update) collapsed G within 20 steps. "tanh" is what
+    the digits specs were tuned and measured with."""
     d_conv: tuple[PositiveInt, PositiveInt, PositiveInt] = (96, 192, 192)
     """conv: D channels of the first 3x3 block, the second 3x3 block, and the valid-3x3/1x1/1x1 head."""
     g_conv: tuple[PositiveInt, PositiveInt, PositiveInt] = (512, 256, 128)
     """conv: G channels at H/8 (from the dense layer), H/4 and H/2 (after each 5x5 stride-2 deconv)."""
     input_noise: NonNegativeFloat = 0.3
-    """mlp: std of the Gaussian noise added to D's input in training."""
+    """mlp: std of the Gaussian noise added to D's input in training, on genlab's pixels in [-1, 1] (the MNIST
+    reference code's 0.3 is on pixels in [0, 1]: 0.6 here)."""
     hidden_noise: NonNegativeFloat = 0.5
     """mlp: std of the Gaussian noise added after each of D's hidden layers in training."""
     input_dropout: Fraction = 0.2

@@ -95,11 +95,34 @@ class MLPDiscriminator(nn.Module):
         return self.head(self.minibatch(features, groups)), features
 
 
+class UnitScaleWNLinear(WNLinear):
+    """A weight-normalised dense layer that keeps its built scale ``g = 1`` and bias ``b = 0`` through the
+    data-dependent init: the paper's MNIST code normalises G's output layer with ``l2normalize``, which has no
+    data-dependent init (unlike its CIFAR-10/SVHN ``weight_norm``)."""
+
+    @torch.no_grad()
+    def _init_from(self, x: torch.Tensor) -> None:
+        self.pending_init = False
+
+
+class SymmetricSigmoid(nn.Module):
+    """``2 sigmoid(u) - 1`` (= tanh(u / 2)): the paper's sigmoid output for pixels in [0, 1], mapped to genlab's
+    [-1, 1] pixels. A plain tanh would double the output's slope (tanh(u) = 2 sigmoid(2u) - 1)."""
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(u) * 2 - 1
+
+
 class MLPGenerator(_WithReference):
-    """The paper's MNIST G: z -> (dense, batch norm, softplus) layers -> WN dense -> tanh, as images."""
+    """The paper's MNIST G: z -> (dense, batch norm, softplus) layers -> WN dense -> ``output``, as images in [-1, 1].
+
+    ``output="sigmoid"`` is the reference code's stage in genlab's pixel range: WN dense at scale 1 without a
+    data-dependent init, then ``2 sigmoid - 1``. ``"tanh"``: a data-dependent init of the output layer (its
+    pre-activations at std 1, i.e. ``g`` near 2) and a tanh; each of Adam's early steps then moves G's pixels about 4
+    times as far, and on real MNIST digits G collapsed to one saturated image within 20 steps."""
 
     def __init__(self, z_dim: int, hidden: list[int], shape: tuple[int, int, int], norm: Norm = "batch",
-                 n_ref: int = 100):
+                 n_ref: int = 100, output: str = "tanh"):
         super().__init__()
         self._init_reference(z_dim, norm, n_ref)
         layers: list[nn.Module] = []
@@ -107,7 +130,12 @@ class MLPGenerator(_WithReference):
         for width in hidden:
             layers += [nn.Linear(n_in, width, bias=False), _norm(norm, width, n_ref, 1), nn.Softplus()]
             n_in = width
-        layers += [WNLinear(n_in, shape[0] * shape[1] * shape[2], train_g=True), nn.Tanh(), nn.Unflatten(1, shape)]
+        pixels = shape[0] * shape[1] * shape[2]
+        if output == "sigmoid":
+            layers += [UnitScaleWNLinear(n_in, pixels, train_g=True), SymmetricSigmoid()]
+        else:
+            layers += [WNLinear(n_in, pixels, train_g=True), nn.Tanh()]
+        layers.append(nn.Unflatten(1, shape))
         self.net = nn.Sequential(*layers)
 
 

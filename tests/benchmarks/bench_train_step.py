@@ -1,10 +1,12 @@
-"""Benchmark P1: the Improved-GAN training step inside a Ray Train worker vs a plain PyTorch loop.
+"""Benchmark P1: a generative spec's training step inside a Ray Train worker vs a plain PyTorch loop.
 
 Same model, data, batch size, steps and thread count, measured side by side in one run. Only the
 step loop is timed in both (Ray Train's worker start-up is reported separately), so the ratio is
-the per-step overhead of running inside a Ray Train worker.
+the per-step overhead of running inside a Ray Train worker. Images/s counts the unlabeled batch
+(``data.batch_size`` images per step), as the runner's ``perf/images_per_s`` does.
 
     .venv/bin/python tests/benchmarks/bench_train_step.py [--spec sweeps/improved_gan/digits.yaml] [--steps 300]
+    .venv/bin/python tests/benchmarks/bench_train_step.py --spec sweeps/improved_gan/mnist5k.yaml --steps 200
     .venv/bin/python tests/benchmarks/bench_train_step.py --ray-defaults   # report latency with Ray's defaults
 """
 
@@ -41,7 +43,8 @@ def time_steps(spec_dict: dict, steps: int, threads: int) -> dict:
     for b in batches:
         algo.train_step(b)
     dt = time.perf_counter() - t0
-    return {"steps": steps, "seconds": dt, "steps_per_s": steps / dt}
+    return {"steps": steps, "seconds": dt, "steps_per_s": steps / dt,
+            "images_per_s": steps * spec.data.batch_size / dt}
 
 
 def _endless(ds, spec):
@@ -96,18 +99,19 @@ def main() -> None:
             plain.append(time_steps(spec, args.steps, args.threads))
             metrics, wall = in_ray_train(spec, args.steps, args.threads)
             ray_runs.append(metrics)
-            print(f"round {i + 1}: plain {plain[-1]['steps_per_s']:.1f} steps/s, "
-                  f"Ray Train worker {metrics['steps_per_s']:.1f} steps/s, "
+            print(f"round {i + 1}: plain {plain[-1]['images_per_s']:.0f} images/s, "
+                  f"Ray Train worker {metrics['images_per_s']:.0f} images/s, "
                   f"ray.train.report {metrics['report_s']:.3f} s "
                   f"(TorchTrainer.fit wall {wall:.1f} s incl. start-up)", flush=True)
     finally:
         ray.shutdown()
-    best_plain = max(r["steps_per_s"] for r in plain)
-    best_ray = max(r["steps_per_s"] for r in ray_runs)
-    print(f"\nspec {Path(args.spec).name}, {args.steps} steps, batch {spec['data']['batch_size']}, "
+    best_plain = max(r["images_per_s"] for r in plain)
+    best_ray = max(r["images_per_s"] for r in ray_runs)
+    batch = spec["data"]["batch_size"]
+    print(f"\nspec {Path(args.spec).name} (seed {spec['seed']}), {args.steps} steps, batch {batch}, "
           f"{args.threads} thread(s); best of {args.repeats}:")
-    print(f"  plain PyTorch loop : {best_plain:8.1f} steps/s")
-    print(f"  Ray Train worker   : {best_ray:8.1f} steps/s")
+    print(f"  plain PyTorch loop : {best_plain:8.1f} images/s ({best_plain / batch:.2f} steps/s)")
+    print(f"  Ray Train worker   : {best_ray:8.1f} images/s ({best_ray / batch:.2f} steps/s)")
     print(f"  ratio Ray/plain    : {best_ray / best_plain:8.3f}  (1.0 = no per-step overhead)")
     report = min(r["report_s"] for r in ray_runs)
     print(f"  ray.train.report   : {report:8.3f} s per call (once per epoch; "
