@@ -22,9 +22,10 @@ import ray
 import yaml
 from conftest import ROOT
 from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscaling_config_from_ray_cr
-from ray.autoscaler._private.providers import _DEFAULT_CONFIGS
-from ray.autoscaler._private.util import prepare_config, validate_config
+from ray.autoscaler._private.util import validate_config
 from ray.autoscaler.v2.instance_manager.config import AutoscalingConfig
+
+from genlab import ray_compat
 
 CLUSTER = ROOT / "cluster"
 KUBERAY = CLUSTER / "kuberay"
@@ -92,30 +93,10 @@ def offline(monkeypatch, tmp_path):
 
 
 def validate_launcher_config(raw: dict) -> dict:
-    """Validate a cluster-launcher config the way Ray does; return the config the autoscaler would run.
-
-    ``ray up`` first calls ``prepare_config`` (merges the provider's defaults.yaml, fills in min/max workers,
-    merges setup_commands) and then ``validate_config`` (``jsonschema.validate`` against the autoscaler's
-    ray-schema.json plus its semantic checks: head_node_type among available_node_types, the sum of
-    min_workers within max_workers, ...). That is what runs here for aws, gcp and local.
-
-    For provider type fake_multinode (cluster/local-autoscaling.yaml), ``prepare_config`` cannot run: it loads
-    ``ray/autoscaler/_private/fake_multi_node/example.yaml`` as the provider defaults and the wheel does not
-    ship that file (FileNotFoundError). Such a config reaches Ray through ``ray start
-    --autoscaling-config=...``, and the (v1) autoscaler calls ``validate_config`` on it as written
-    (``StandardAutoscaler.reset``). So we do the same: the full ``validate_config`` (schema and semantic
-    checks, not just ``jsonschema.Draft7Validator``) on the raw file, which therefore must carry every field the
-    autoscaler reads (cluster_synced_files, file_mounts, ...). Where a Ray version ships the defaults,
-    ``prepare_config`` runs first, as for the other providers.
-    """
-    raw = copy.deepcopy(raw)
-    ptype = raw.get("provider", {}).get("type")
-    if ptype in FAKE_PROVIDERS and not Path(_DEFAULT_CONFIGS[ptype]()).is_file():
-        validate_config(raw)
-        return raw
-    cfg = prepare_config(raw)
-    validate_config(cfg)
-    return cfg
+    """Validate a cluster-launcher config the way Ray does (``prepare_config`` then ``validate_config``; a
+    fake_multinode config as written): genlab's own reading, ``ray_compat.launcher_config``, which ``genlab validate
+    --cluster`` uses too."""
+    return ray_compat.launcher_config(raw)
 
 
 def _prepared(path: Path) -> dict:

@@ -288,6 +288,33 @@ def config_error(config, message: str) -> None:
 FAKE_PROVIDERS = ("fake_multinode", "fake_multinode_docker")
 
 
+def launcher_config(raw: dict) -> dict:
+    """A cluster-launcher config (the YAML's dict) as the autoscaler will run it, validated as Ray validates it:
+    ``prepare_config`` (merges the provider's defaults.yaml, fills min/max workers, merges setup_commands), then
+    ``validate_config`` (the autoscaler's ray-schema.json and its semantic checks: head_node_type among
+    available_node_types, the sum of min_workers within max_workers, ...), what ``ray up`` runs before its first cloud
+    call. A ``fake_multinode`` config (cluster/local-autoscaling.yaml) reaches Ray through ``ray start
+    --autoscaling-config`` as written and the wheel ships no defaults for it (``prepare_config`` would fail on the
+    missing example.yaml), so it gets ``validate_config`` only, as the v1 autoscaler applies it. ``raw`` is not
+    changed. Raises Ray's own validation error."""
+    import copy
+    from pathlib import Path
+
+    with _guard("ray.autoscaler._private.util.prepare_config / validate_config (and providers._DEFAULT_CONFIGS)",
+                "to read a cluster-launcher YAML as `ray up` does, offline"):
+        from ray.autoscaler._private.providers import _DEFAULT_CONFIGS
+        from ray.autoscaler._private.util import prepare_config, validate_config
+
+        raw = copy.deepcopy(raw)
+        ptype = raw.get("provider", {}).get("type")
+        if ptype in FAKE_PROVIDERS and not Path(_DEFAULT_CONFIGS[ptype]()).is_file():
+            validate_config(raw)
+            return raw
+        cfg = prepare_config(raw)
+        validate_config(cfg)
+        return cfg
+
+
 def cluster_config(path) -> dict:
     """A cluster file as Ray's autoscaler will read it, offline (no cloud SDK, credentials or network), with its
     ``available_node_types``, ``head_node_type`` and ``max_workers``.
@@ -309,21 +336,7 @@ def cluster_config(path) -> dict:
     launcher = [d for d in docs if "provider" in d]
     crs = [d for d in docs if d.get("kind") in ("RayCluster", "RayJob")]
     if launcher:
-        with _guard("ray.autoscaler._private.util.prepare_config / validate_config (and providers._DEFAULT_CONFIGS)",
-                    "to read a cluster-launcher YAML as `ray up` does, offline"):
-            from pathlib import Path
-
-            from ray.autoscaler._private.providers import _DEFAULT_CONFIGS
-            from ray.autoscaler._private.util import prepare_config, validate_config
-
-            raw = copy.deepcopy(launcher[0])
-            ptype = raw.get("provider", {}).get("type")
-            if ptype in FAKE_PROVIDERS and not Path(_DEFAULT_CONFIGS[ptype]()).is_file():
-                validate_config(raw)
-                return raw
-            cfg = prepare_config(raw)
-            validate_config(cfg)
-            return cfg
+        return launcher_config(launcher[0])
     if crs:
         doc = crs[0]
         spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"].get("rayClusterSpec")

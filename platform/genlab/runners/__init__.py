@@ -3,33 +3,22 @@
 - ``generative``: Ray Train (``TorchTrainer``) drives a ``GenerativeAlgorithm`` on each worker;
 - ``rl``: an RLlib algorithm built from the method's config class, iteration by iteration; PPO experts;
 - ``sweep`` and ``study``: Ray Tune over either kind (``trials``: the Tune driver they share), one MLflow parent run;
-- ``storage``: where results live and when a name is taken.
+- ``storage``: where results live and when a name is taken; ``result``: ``RunResult``, what a run returns.
 
 :func:`fit` trains one run spec with the runner of its kind.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from genlab.runners.result import RunResult
 
-@dataclass(frozen=True)
-class RunResult:
-    """What a run returns, whatever its kind."""
-
-    metrics: dict[str, float]
-    """The last report's metrics."""
-    history: list[dict[str, float]] = field(default_factory=list)
-    """Every report's metrics, in order."""
-    mlflow_run_id: str = ""
-    checkpoint: Any = None
-    """The final checkpoint as a ``ray.train.Checkpoint`` (``as_directory()``), or None."""
+__all__ = ["RunResult", "finalize_from_checkpoint", "fit"]
 
 
 def fit(spec, *, storage_path: str | Path, run_key: str | None = None, mlflow_tags: dict[str, str] | None = None,
-        in_tune: bool = False, resume: bool = False):
+        in_tune: bool = False, resume: bool = False) -> RunResult:
     """Train ``spec`` with its kind's runner (Ray Train for generative methods, RLlib for RL); returns its
     ``RunResult`` (the last report's metrics, the history, the MLflow run id)."""
     return _runner(spec).fit(spec, storage_path=storage_path, run_key=run_key, mlflow_tags=mlflow_tags, in_tune=in_tune,

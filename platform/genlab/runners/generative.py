@@ -26,7 +26,7 @@ import torch
 
 from genlab import config, data, fastpath, outbox, ray_compat, registry, runlog, tracking
 from genlab.errors import check_finite, not_retryable
-from genlab.runners import RunResult
+from genlab.runners.result import RunResult
 from genlab.runners.storage import CHECKPOINT_ARTIFACT, GENERATIVE_STATE
 from genlab.specs import RunSpec
 from genlab.testing import Faults

@@ -28,7 +28,7 @@ from genlab.rl.demos import DEMOS_FILE, META_FILE, demos_dir, read_meta, record_
 from genlab.rl.evaluation import EVAL_EPISODES, GreedyPolicy, env_spaces, normalized_score, rollout
 from genlab.rl.hparams import PPOHparams
 from genlab.rl.ppo import make_ppo_config
-from genlab.runners import RunResult
+from genlab.runners.result import RunResult
 from genlab.runners.storage import CHECKPOINT_ARTIFACT, RL_STATE
 
 MODULE_SUBDIR = Path(COMPONENT_LEARNER_GROUP, COMPONENT_LEARNER, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID)
