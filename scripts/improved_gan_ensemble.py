@@ -22,7 +22,7 @@ import torch
 
 from algorithms.improved_gan.ensemble import ensemble_test_error, load_classifier
 from genlab import config, data
-from genlab.specs import SweepSpec
+from genlab.sweep_specs import SweepSpec
 
 
 def checkpoints(path: Path) -> list[Path]:

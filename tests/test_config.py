@@ -14,7 +14,8 @@ from conftest import ROOT
 from genlab import config
 from genlab.cli import main
 from genlab.errors import SpecError
-from genlab.specs import LogUniform, set_path
+from genlab.specs import set_path
+from genlab.sweep_specs import LogUniform
 
 RUN = {
     "name": "t",
@@ -187,7 +188,7 @@ BAD_SWEEPS = [
 
 
 def test_asha_rungs_are_the_epochs_tune_compares_trials_at():
-    from genlab.specs import SchedulerSpec
+    from genlab.sweep_specs import SchedulerSpec
 
     assert SchedulerSpec(grace_period=10, reduction_factor=2).rungs(30) == [10, 20]
     assert SchedulerSpec(grace_period=2, reduction_factor=3).rungs(20) == [2, 6, 18]

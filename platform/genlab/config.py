@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from genlab.errors import SpecError, format_errors
 from genlab.rl.hparams import PPOHparams
-from genlab.specs import ExpertSpec, RunSpec, SweepSpec, set_path
+from genlab.specs import ExpertSpec, RunSpec, set_path
+from genlab.sweep_specs import SweepSpec
 
 
 def parse_override(item: str) -> tuple[str, Any]:

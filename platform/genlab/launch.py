@@ -22,7 +22,8 @@ from typing import Any
 
 from genlab import config, jobs, ray_compat, tracking
 from genlab.errors import SpecError
-from genlab.specs import ExpertSpec, RunSpec, SweepSpec
+from genlab.specs import ExpertSpec, RunSpec
+from genlab.sweep_specs import SweepSpec
 
 STORAGE_ENV = "GENLAB_STORAGE"
 DEFAULT_STORAGE = "results"

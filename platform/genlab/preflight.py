@@ -19,7 +19,8 @@ from pathlib import Path
 
 from genlab import datasets, registry
 from genlab.errors import SpecError
-from genlab.specs import ExpertSpec, RunSpec, SweepSpec, probes
+from genlab.specs import ExpertSpec, RunSpec
+from genlab.sweep_specs import SweepSpec, probes
 
 
 def on_cluster() -> bool:

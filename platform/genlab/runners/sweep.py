@@ -23,7 +23,8 @@ from pathlib import Path
 from genlab import config, errors, runlog, tracking
 from genlab.errors import SpecError
 from genlab.runners import storage, trials
-from genlab.specs import Choice, IntRange, LogUniform, SweepSpec, Uniform, set_path
+from genlab.specs import set_path
+from genlab.sweep_specs import Choice, IntRange, LogUniform, SweepSpec, Uniform
 
 
 @dataclass(frozen=True)
