@@ -2,7 +2,7 @@
 
 Training never waits for the tracker (genlab.runlog writes every item here and returns). One sender thread per
 outbox delivers the items to MLflow in order and deletes each once MLflow has it; each attempt is short
-(:data:`HTTP_SETTINGS`); while the tracker is unreachable the sender says so once, keeps the items and tries again
+(``genlab.mlflow_http``); while the tracker is unreachable the sender says so once, keeps the items and tries again
 every few seconds, and says when it is back. :meth:`Outbox.flush` waits for the outbox to empty, but at most
 ``budget_s`` from when the tracker became unreachable; then it says in one line what was not logged and where it is
 held. ``python -m genlab.outbox <folder>`` sends held items later; so does the next logger of the same run. Metric
@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import itertools
 import json
-import logging
 import os
 import shutil
 import sys
@@ -23,29 +22,18 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
+from genlab.mlflow_http import bounded_http, log_dataset, quiet_retries, reason, transient
 from genlab.tracking import client, end_run
 
 OUTBOX = "mlflow-outbox"
 """The folder, in a run's folder (beside its checkpoints), of what its loggers hold for MLflow: one per MLflow run."""
 OUTAGE_BUDGET_S = 300.0
 """How long the end of a run waits for an unreachable tracker (the default of ``tracking.outage_budget_s``)."""
-HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-"""One attempt of MLflow's HTTP client: 3 tries within a few seconds, 30 s per request (MLflow's defaults, 7 tries
-with doubling backoff and 120 s, held a caller for about 4 minutes). Set in the processes that log, unless the
-environment already sets them; the sender's own loop is what waits out an outage."""
 RETRY_MAX_S = 10.0
 """The longest pause between two attempts of the sender while the tracker is unreachable."""
-
-
-def bounded_http() -> None:
-    """Short attempts for MLflow's HTTP client in this process (:data:`HTTP_SETTINGS`), unless already set."""
-    for k, v in HTTP_SETTINGS.items():
-        os.environ.setdefault(k, v)
 
 
 def default_root() -> Path:
@@ -185,9 +173,9 @@ class Outbox:
             threading.Thread(target=self._send, daemon=True, name="genlab-mlflow-sender").start()
 
     def _send(self) -> None:
-        _QUIET.add(threading.get_ident())
         try:
-            self._send_all()
+            with quiet_retries():
+                self._send_all()
         except BaseException as e:
             with self._cond:
                 self._running = False
@@ -195,8 +183,6 @@ class Outbox:
             _say(f"sending to MLflow stopped on an unexpected error ({type(e).__name__}: {e}); what is not sent yet "
                  f"stays in {self.folder}")
             raise
-        finally:
-            _QUIET.discard(threading.get_ident())  # a later thread may get this id
 
     def _send_all(self) -> None:
         c = client(self.uri)
@@ -251,7 +237,7 @@ class Outbox:
         elif kind == "artifacts":
             c.log_artifacts(self.run_id, str(files), item["artifact_dir"])
         elif kind == "dataset":
-            _log_dataset(c, self.run_id, item["info"], item["context"])
+            log_dataset(c, self.run_id, item["info"], item["context"])
         elif kind == "model":
             self._deliver_model(c, seq, item, files / "model")
         elif kind == "end":
@@ -390,66 +376,6 @@ def _ranges(steps: list[int]) -> str:
     return ", ".join(out)
 
 
-def _log_dataset(c, run_id: str, info: dict, context: str) -> None:
-    """Record a dataset input (genlab.runlog.DatasetInfo, as a dict: name, source, digest, profile) of a run."""
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.entities import DatasetInput, InputTag
-    from mlflow.exceptions import MlflowException
-
-    class GenlabDataset(MetaDataset):
-        """A dataset as its name, digest and profile (counts worth seeing on the run page)."""
-
-        @property
-        def profile(self):
-            return info["profile"]
-
-        def to_dict(self) -> dict[str, str]:
-            return {**super().to_dict(), "profile": json.dumps(info["profile"])}
-
-    # A folder: MLflow's local source ("local", its path); data a package ships: a code source.
-    source = (resolve_dataset_source(info["source"]) if info["source"].startswith("/")
-              else CodeDatasetSource({"loader": info["source"]}))
-    entity = GenlabDataset(source=source, name=info["name"], digest=info["digest"])._to_mlflow_entity()
-    inputs = [DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
-    for attempt in range(3):
-        try:
-            c.log_inputs(run_id, datasets=inputs)
-            return
-        except MlflowException as e:
-            # Two runs of one experiment logging the same dataset at once (a sweep's concurrent trials) can both
-            # miss it in MLflow's lookup and both insert it; the loser's insert breaks the store's unique key.
-            # Logging again finds the winner's row and links this run to it.
-            if attempt == 2 or not any(m in str(e) for m in ("UNIQUE constraint", "Duplicate entry",
-                                                             "duplicate key")):
-                raise
-            time.sleep(0.5)
-
-
-def transient(e: BaseException) -> bool:
-    """Whether an error from MLflow may go away by itself (the tracker unreachable, overloaded, restarting), rather
-    than an answer that no retry changes (a bad value, a run that does not exist)."""
-    import requests
-    from mlflow.exceptions import MlflowException, RestException
-
-    if isinstance(e, RestException) or (isinstance(e, MlflowException) and e.error_code != "INTERNAL_ERROR"):
-        status = e.get_http_status_code()
-        return not 400 <= status < 500 or status in (408, 429)
-    # MLflow's wrapper of a failed request or a store's internal error; the network itself
-    return isinstance(e, MlflowException | requests.RequestException | ConnectionError | TimeoutError)
-
-
-def reason(e: BaseException) -> str:
-    """The gist of an MLflow error, short: "Connection refused" rather than a page of urllib3."""
-    text = " ".join(str(e).split())
-    for gist in ("Connection refused", "Name or service not known", "timed out", "Connection reset",
-                 "Remote end closed connection"):
-        if gist in text:
-            return gist
-    return text[:200] + ("..." if len(text) > 200 else "")
-
-
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data))
@@ -459,31 +385,6 @@ def _write_json(path: Path, data: dict) -> None:
 def _say(text: str) -> None:
     sys.stderr.write(f"[genlab] {text}\n")
     sys.stderr.flush()
-
-
-_QUIET: set[int] = set()
-"""Threads whose failed HTTP attempts urllib3 does not log (genlab says what matters once)."""
-
-
-class _QuietRetries(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return threading.get_ident() not in _QUIET
-
-
-for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
-    logging.getLogger(_name).addFilter(_QuietRetries())
-
-
-@contextmanager
-def quiet_retries() -> Iterator[None]:
-    me = threading.get_ident()
-    added = me not in _QUIET
-    _QUIET.add(me)
-    try:
-        yield
-    finally:
-        if added:
-            _QUIET.discard(me)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from genlab import errors
-from genlab.outbox import OUTAGE_BUDGET_S, Outbox, bounded_http, default_root, quiet_retries, reason, transient
+from genlab.mlflow_http import bounded_http, quiet_retries, reason, transient
+from genlab.outbox import OUTAGE_BUDGET_S, Outbox, default_root
 from genlab.tracking import client, open_run, run_end
 
 SYSTEM_METRICS_INTERVAL_S = 10

@@ -67,7 +67,7 @@ def writer(i: int, uri: str, experiment: str, args, spec: dict, root: Path, barr
     """One trial's MLflow traffic through genlab's code, timed; its numbers go to ``results``."""
     import torch
 
-    from genlab import outbox, runlog, tracking
+    from genlab import mlflow_http, outbox, runlog, tracking
 
     rec = {"writer": i, "put": [], "deliver": [], "grid": [], "grid_put": [], "held": [], "errors": [], "refused": 0,
            "locked": 0}
@@ -88,7 +88,7 @@ def writer(i: int, uri: str, experiment: str, args, spec: dict, root: Path, barr
         try:
             orig_deliver(self, c, seq, item)
         except Exception as e:
-            rec["errors"].append(f"{'retried' if outbox.transient(e) else 'refused'}: {_gist(e)}")
+            rec["errors"].append(f"{'retried' if mlflow_http.transient(e) else 'refused'}: {_gist(e)}")
             raise
         if item["kind"] == "metrics":
             rec["deliver"].append(time.monotonic() - t0)
