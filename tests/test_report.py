@@ -166,3 +166,13 @@ def test_a_report_from_a_real_study_has_every_section_and_opens_in_a_browser(tmp
     assert dom.returncode == 0, dom.stderr[-2000:]
     n_images = md.count("![")
     assert f"<title>ok {n_images} images</title>" in dom.stdout, dom.stdout[:500]
+
+
+def test_a_claims_stand_in_note_is_shown_only_for_arms_on_the_stand_ins_dataset():
+    from genlab.report import Arm, _stand_in
+
+    claim = papers.load("improved_gan").claim("mnist-100-labels")  # its stand-in: the 8x8 digits
+    on_digits = _stand_in("improved_gan", claim, Arm("Improved-GAN", "improved_gan", [], "digits"))
+    on_mnist5k = _stand_in("improved_gan", claim, Arm("Improved-GAN", "improved_gan", [], "mnist5k"))
+    assert on_digits == f" (stand-in: {claim.ci.note})" and "8x8" in on_digits
+    assert on_mnist5k == " (data: mnist5k)"  # real MNIST digits are not described as the 8x8 stand-in

@@ -113,6 +113,16 @@ def load(method: str) -> Paper | None:
     return validate(Paper, read_yaml(path), source=str(path), kind="paper file")
 
 
+def stand_in_dataset(method: str, claim: Claim) -> str | None:
+    """The ``data.name`` of the claim's stand-in spec (None: no stand-in, an RL spec, or its file is not here)."""
+    from genlab.config import read_yaml
+
+    if claim.ci is None:
+        return None
+    path = paper_path(method).parents[2] / claim.ci.spec  # specs are relative to the repository root
+    return (read_yaml(path).get("data") or {}).get("name") if path.is_file() else None
+
+
 def all_papers() -> dict[str, Paper]:
     """Every registered method's paper, by method name (methods without a paper.yaml are left out)."""
     return {m: p for m in registry.names() if (p := load(m)) is not None}

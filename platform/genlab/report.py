@@ -36,6 +36,8 @@ class Arm:
     label: str
     algorithm: str
     claims: list[str]
+    dataset: str | None = None
+    """The arm's ``data.name`` (None for RL arms)."""
     runs: list = field(default_factory=list)
     """Finished MLflow runs of this arm, one per seed."""
     failed: int = 0
@@ -79,7 +81,8 @@ def find_study(uri: str, name: str) -> Study:
                         "(run one with `genlab study <spec>`)")
     parent = parents[0]
     spec = _parent_spec(uri, parent.info.run_id)
-    arms = {a["label"]: Arm(a["label"], a["run"]["algorithm"], a.get("claims", [])) for a in spec["arms"]}
+    arms = {a["label"]: Arm(a["label"], a["run"]["algorithm"], a.get("claims", []),
+                            (a["run"].get("data") or {}).get("name")) for a in spec["arms"]}
     for run in tracking.children(uri, parent.info.run_id, parent.info.experiment_id):
         arm = arms.get(run.data.tags.get(TAG_ARM))
         if arm is None:
@@ -118,6 +121,16 @@ def _fmt(v: float | None, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return f"{v:.{digits}g}"
+
+
+def _stand_in(method: str, claim: papers.Claim, arm: Arm) -> str:
+    """What the arm measures instead of the paper's task: the claim's stand-in note where the arm runs on the
+    stand-in's dataset, else the arm's dataset (e.g. mnist5k for a claim whose stand-in is the 8x8 digits)."""
+    if claim.ci is None:
+        return ""
+    if arm.dataset is None or papers.stand_in_dataset(method, claim) in (None, arm.dataset):
+        return f" (stand-in: {claim.ci.note})"
+    return f" (data: {arm.dataset})"
 
 
 def claim_rows(study: Study) -> list[ClaimRow]:
@@ -280,7 +293,7 @@ def build(uri: str, study_name: str, out: Path) -> tuple[Path, Path]:
         mean, sd = stats.mean_sd(r.scores)
         ci = stats.bootstrap_ci(r.scores)
         inside = "–" if c.value is None else ("yes" if ci.contains(c.value) else "no")
-        where = f"{r.arm}" + (f" (stand-in: {c.ci.note})" if c.ci else "")
+        where = f"{r.arm}" + _stand_in(r.method, c, study.arms[r.arm])
         note = study.seed_note(study.arms[r.arm].seeds(c.metric))
         mark = " †" if "†" in note else ""
         table.append([f"{r.method}: {c.claim}", c.task, c.source, c.metric, paper_value,
