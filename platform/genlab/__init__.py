@@ -19,5 +19,8 @@ RAY_ENV_VARS = {
     # cleaner): on a small machine the raylet's default startup concurrency (its CPU count) made it warn that
     # "8 PYTHON worker processes have been started ... 4x the maximum expected startup concurrency" at every sweep.
     "RAY_worker_maximum_startup_concurrency": "8",
+    # On a loaded machine the raylet's dashboard agent can take longer to register than the raylet waits for it;
+    # the raylet then aborts and ray.init fails ("Failed to start the raylet"). Two minutes instead.
+    "RAY_agent_register_timeout_ms": "120000",
 }
 """Set in the driver and, through ``ray.init(runtime_env=...)``, in every Ray process of a genlab job."""
