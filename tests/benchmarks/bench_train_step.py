@@ -7,6 +7,8 @@ the per-step overhead of running inside a Ray Train worker. Images/s counts the 
 
     .venv/bin/python tests/benchmarks/bench_train_step.py [--spec sweeps/improved_gan/digits.yaml] [--steps 300]
     .venv/bin/python tests/benchmarks/bench_train_step.py --spec sweeps/improved_gan/mnist5k.yaml --steps 200
+    .venv/bin/python tests/benchmarks/bench_train_step.py --spec sweeps/infogan/mnist5k.yaml --steps 40
+    .venv/bin/python tests/benchmarks/bench_train_step.py --spec sweeps/iaf_vae/mnist5k.yaml --steps 40
     .venv/bin/python tests/benchmarks/bench_train_step.py --ray-defaults   # report latency with Ray's defaults
 """
 
@@ -48,9 +50,10 @@ def time_steps(spec_dict: dict, steps: int, threads: int) -> dict:
 
 
 def _endless(ds, spec):
+    labels = registry.uses_labels(spec.algorithm)  # the batches the runner hands this method (no labeled half)
     epoch = 0
     while True:
-        yield from data.batches(ds, batch_size=spec.data.batch_size, epoch=epoch, seed=spec.seed)
+        yield from data.batches(ds, batch_size=spec.data.batch_size, epoch=epoch, seed=spec.seed, labels=labels)
         epoch += 1
 
 
