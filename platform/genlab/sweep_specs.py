@@ -80,6 +80,9 @@ class SweepSpec(Strict):
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     search: Literal["tpe", "random"] = "tpe"
     """How trials are proposed: Optuna's TPE (learns from finished trials) or plain random sampling (the baseline)."""
+    tpe_startup_trials: PositiveInt | None = None
+    """TPE's random trials before it models the finished ones (Optuna's ``n_startup_trials``; None: Optuna's 10). With
+    the default, a sweep of 16 trials is 10 random ones and 6 that TPE proposes."""
     seed: NonNegativeInt = 0
     """Seed of the sampler (TPE or random)."""
 
@@ -123,6 +126,9 @@ class SweepSpec(Strict):
                 f"run.budget.eval_every: {self.run.budget.eval_every}, but the sweep compares trials by "
                 f"{self.metric} after every epoch; set run.budget.eval_every: 1"
             )
+        if self.tpe_startup_trials is not None and self.search != "tpe":
+            errors.append(f"tpe_startup_trials: {self.tpe_startup_trials}, but search: {self.search} does not use TPE; "
+                          "remove it or set search: tpe")
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.run.budget.epochs:
             errors.append(
                 f"scheduler.grace_period: {self.scheduler.grace_period} is more than run.budget.epochs="
