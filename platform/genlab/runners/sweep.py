@@ -151,13 +151,10 @@ def search_algorithm(spec: SweepSpec):
 
     if spec.search == "random":
         return BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)
-    if spec.tpe_startup_trials is None:
-        searcher = OptunaSearch(seed=spec.seed, points_to_evaluate=grid_points(spec))
-    else:  # Ray builds TPESampler(seed=...) itself only with Optuna's defaults
-        from optuna.samplers import TPESampler
+    from optuna.samplers import TPESampler
 
-        sampler = TPESampler(seed=spec.seed, n_startup_trials=spec.tpe_startup_trials)
-        searcher = OptunaSearch(sampler=sampler, points_to_evaluate=grid_points(spec))
+    startup = {} if spec.tpe_startup_trials is None else {"n_startup_trials": spec.tpe_startup_trials}
+    searcher = OptunaSearch(sampler=TPESampler(seed=spec.seed, **startup), points_to_evaluate=grid_points(spec))
     return ConcurrencyLimiter(searcher, spec.max_concurrent)
 
 
