@@ -40,9 +40,7 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -217,86 +215,39 @@ def line(row: dict) -> str:
 # ------------------------------------------------------------------------------------------- the fake cluster
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class FakeCluster:
-    """cluster/local-autoscaling.yaml's head, as tests/test_cluster_jobs.py's RayHead starts it: `ray start --head`
-    with token auth in its own --temp-dir and ports; ``stop()`` ends only the processes that use that temp dir."""
-
-    def __init__(self):
-        import ray._private.services
-        import yaml
-
-        self.tmp = Path(tempfile.mkdtemp(prefix="gw", dir="/tmp"))  # short: Ray's socket paths have a length limit
-        gcs_port, dashboard_port = free_port(), free_port()
-        ip = ray._private.services.get_node_ip_address()
-        self.address, self.api = f"{ip}:{gcs_port}", f"http://127.0.0.1:{dashboard_port}"
-        self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
-                    "PYTHONUNBUFFERED": "1", "RAY_FAKE_CLUSTER": "1", "GENLAB_LOGICAL_GPUS": "1",
-                    "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_API_SERVER_ADDRESS": self.api}
-        for k in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_URI"):
-            self.env.pop(k, None)
-        config = yaml.safe_load((ROOT / "cluster" / "local-autoscaling.yaml").read_text())
-        config["provider"]["gcs_address"] = self.address  # the fake provider's nodes join <ip>:6379 unless told
-        (self.tmp / "autoscaling.json").write_text(json.dumps(config))
-        subprocess.run([BIN / "ray", "get-auth-token", "--generate"], env=self.env, check=True, capture_output=True)
-        cmd = [BIN / "ray", "start", "--head", f"--port={gcs_port}", f"--dashboard-port={dashboard_port}",
-               "--dashboard-host=127.0.0.1", f"--ray-client-server-port={free_port()}",
-               f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={self.tmp / 'ray'}",
-               "--object-store-memory=300000000", "--disable-usage-stats", "--num-cpus=1", "--num-gpus=0",
-               f"--autoscaling-config={self.tmp / 'autoscaling.json'}"]
-        out = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
-        if out.returncode != 0:
-            self.stop()
-            raise RuntimeError(f"ray start failed:\n{out.stdout}\n{out.stderr}")
-        token = subprocess.run([BIN / "ray", "get-auth-token"], env=self.env, check=True, capture_output=True,
-                               text=True).stdout.strip()
-        self.driver_env = {**self.env, "RAY_AUTH_TOKEN": token, "RAY_ADDRESS": self.address}
-
-    def stop(self) -> None:
-        import psutil
-
-        mine, procs = str(self.tmp), {}
-        for p in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                if p.pid != os.getpid() and (mine in " ".join(p.cmdline())
-                                             or any(f.path.startswith(mine) for f in p.open_files())):
-                    procs[p.pid] = p
-                    procs.update({c.pid: c for c in p.children(recursive=True)})
-        for p in procs.values():
-            with contextlib.suppress(psutil.Error):
-                p.terminate()
-        _, alive = psutil.wait_procs(list(procs.values()), timeout=3)  # some Ray workers ignore SIGTERM
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(alive, timeout=10)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
 def cluster_part(args) -> list[dict]:
     """Start the fake cluster, run the cluster part in a child process that joins it (RAY_ADDRESS, the token), stop
     the cluster."""
+    import ray._private.services
+    import yaml
+
+    import genlab
+
+    # The cluster test's head: token auth, its own temp dir and ports; stop() ends only its processes.
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_cluster_jobs import RayHead
+
+    config = yaml.safe_load((ROOT / "cluster" / "local-autoscaling.yaml").read_text())
     t = time.time()
     for attempt in range(3):  # `ray start` has the same fixed wait for its raylet as ray.init
         try:
-            head = FakeCluster()
+            head = RayHead(num_cpus=1, autoscaling=config, extra_env={
+                "RAY_FAKE_CLUSTER": "1", "GENLAB_LOGICAL_GPUS": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+                **{k: v for k, v in genlab.RAY_ENV_VARS.items() if k not in os.environ}})
             break
         except RuntimeError as e:
             if attempt == 2:
                 raise
             print(f"[bench] {str(e).splitlines()[0]}; again", flush=True)
-    print(f"[bench] fake cluster head up in {time.time() - t:.1f} s at {head.address}", flush=True)
+    gcs = f"{ray._private.services.get_node_ip_address()}:{head.gcs_port}"
+    driver_env = {**head.client_env, "RAY_ADDRESS": gcs, "RAY_API_SERVER_ADDRESS": head.address}
+    print(f"[bench] fake cluster head up in {time.time() - t:.1f} s at {gcs}", flush=True)
     try:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             cmd = [sys.executable, __file__, "--only", "cluster", "--child-out", out.name,
                    *[a for k in ("trials", "epochs", "cluster_width", "cluster_repeats")
                      for a in (f"--{k.replace('_', '-')}", str(getattr(args, k)))]]
-            subprocess.run(cmd, env=head.driver_env, check=True, cwd=ROOT)
+            subprocess.run(cmd, env=driver_env, check=True, cwd=ROOT)
             return json.loads(Path(out.name).read_text())
     finally:
         head.stop()
@@ -347,9 +298,6 @@ def main() -> int:
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (a trial's start-up is its first report less one later epoch's time)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the fake cluster (finally)
-    # On a loaded machine the dashboard agent can take longer than the raylet waits for it (it then aborts in
-    # NodeManager::WaitForDashboardAgentPorts and ray.init fails): let it wait 2 minutes.
-    os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
 
     if args.child_out:  # the cluster part's driver, in the environment that joins the fake cluster
         Path(args.child_out).write_text(json.dumps(run_part("cluster", args)))
