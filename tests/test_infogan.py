@@ -421,21 +421,17 @@ step 0. Measured on seed 0: 0.148 at step 0, 0.258 after 50 steps, 0.316 after 1
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
 def test_infogan_reads_real_mnist_digits_after_a_few_dozen_steps():
     """mnist5k.yaml, unchanged but for a 62-step budget (of 3,100): the categorical code of the 1,000 held-out real
     digits, matched to their classes, is clearly above chance and above the same nets untrained, and G already
     keeps the code readable on its samples (L_I,cat well above 0)."""
     short = [f"budget.epochs={MNIST5K_EPOCHS}", "budget.eval_every=1", "budget.checkpoint_every=1"]
     spec = config.load_run(SPECS / "mnist5k.yaml", short)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ds = data.load(spec.data)
-        torch.manual_seed(spec.seed)
-        untrained = InfoGAN(spec.hparams_obj(), ds.info).evaluate(*data.test_set(ds))
-        trained = _train_on_digits(spec)
-    finally:
-        torch.set_num_threads(threads)
+    ds = data.load(spec.data)
+    torch.manual_seed(spec.seed)
+    untrained = InfoGAN(spec.hparams_obj(), ds.info).evaluate(*data.test_set(ds))
+    trained = _train_on_digits(spec)
     acc, acc0 = trained["eval/cat_accuracy"], untrained["eval/cat_accuracy"]
     print(f"mnist5k, 62 steps: acc {acc:.3f} (untrained {acc0:.3f}); L_I,cat {trained['eval/mi_bound_cat']:.3f} "
           f"(untrained {untrained['eval/mi_bound_cat']:.3f}) of H(c) {trained['eval/entropy_cat']:.3f}")

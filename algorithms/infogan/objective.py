@@ -161,11 +161,11 @@ class LatentPrior:
         return MIBound(cat=torch.mean(log_q_cat) + self.entropy_cat, cont=torch.mean(log_q_cont) + self.entropy_cont)
 
 
-def hungarian_accuracy(pred: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
-    """Accuracy of cluster ids ``pred`` against ``labels`` under the best one-to-one matching of ids to labels.
+def hungarian_matching(pred: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> dict[int, int]:
+    """The one-to-one matching of cluster ids ``pred`` to ``labels`` that gets the most of them right (id -> label).
 
-    The confusion counts are matched by the Hungarian algorithm (scipy's linear_sum_assignment); an id or label
-    left unmatched (more ids than labels or the reverse) counts as wrong.
+    The confusion counts are matched by the Hungarian algorithm (scipy's linear_sum_assignment); with more ids than
+    labels (or the reverse) some are left unmatched.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -175,4 +175,12 @@ def hungarian_accuracy(pred: np.ndarray | torch.Tensor, labels: np.ndarray | tor
     counts = np.zeros((pred.max() + 1, labels.max() + 1), dtype=np.int64)
     np.add.at(counts, (pred, labels), 1)
     rows, cols = linear_sum_assignment(counts, maximize=True)
-    return float(counts[rows, cols].sum() / len(pred))
+    return dict(zip(rows.tolist(), cols.tolist()))
+
+
+def hungarian_accuracy(pred: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
+    """Accuracy of cluster ids ``pred`` against ``labels`` under :func:`hungarian_matching`; an id or label left
+    unmatched counts as wrong."""
+    pred, labels = np.asarray(pred, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    match = hungarian_matching(pred, labels)
+    return float(np.mean([match.get(p, -1) == label for p, label in zip(pred.tolist(), labels.tolist())]))
