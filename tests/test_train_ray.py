@@ -96,8 +96,8 @@ def test_a_sweep_frees_the_placement_groups_its_ended_trials_left(ray_local):
     ray.get([left.ready(), kept.ready()], timeout=60)
     try:
         # No waiting: the waits are for a sweep's ending trials (its Train controllers, then Ray Train's own
-        # cleaners), which the demo and the autoscaling tests go through. Here the Train controllers of this module's
-        # earlier runs are still alive in this driver's job, and waiting for them took the full 60 s.
+        # cleaners), which the demo and the autoscaling tests go through. Here a Train controller of this module's
+        # earlier runs is still alive in this driver's job, and waiting for it took the full 60 s.
         removed = ray_compat.remove_job_placement_groups(wait_s=0, grace_s=0)
         assert left.id.hex() in removed and kept.id.hex() not in removed
         assert placement_group_table(left)["state"] == "REMOVED"
