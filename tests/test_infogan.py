@@ -376,8 +376,8 @@ def test_models_are_g_from_its_input_and_q_from_images():
         assert q.shape == (20, algo.prior.q_dim)
         torch.testing.assert_close(q, d(x)[1])
         codes = torch.stack([q[:, :10].argmax(1), q[:, 10:13].argmax(1)], 1)
-        assert torch.equal(codes, algo._read_codes(d, x))
     d.train()
+    assert torch.equal(codes, algo.read_codes(x))  # in eval mode, as the reader; D is left in train mode
     assert all(m.training for m in algo.nets["D"].modules())  # the reader shares D's modules: back in train mode
     assert {id(p) for p in reader.parameters()} <= {id(p) for p in algo.nets["D"].parameters()}
 

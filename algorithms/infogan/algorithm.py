@@ -106,20 +106,25 @@ class InfoGAN(GenerativeAlgorithm):
                    "eval/entropy_cat": self.prior.entropy_cat, "eval/entropy_cont": self.prior.entropy_cont}
             if self.prior.continuous:
                 out["eval/cont_std"] = (torch.stack(stds).sum(0) / n_total).mean().item()
-            if self.prior.categorical and len(y) and (y >= 0).all():
-                codes = torch.cat([self._read_codes(d, xb) for xb in x.split(EVAL_BATCH)]).cpu().numpy()
-                labels = y.cpu().numpy()
-                acc = [objective.hungarian_accuracy(codes[:, i], labels) for i in range(codes.shape[1])]
-                out.update({"eval/cat_accuracy": acc[0], "eval/cat_accuracy_best": max(acc)})
-            return out
         finally:
             d.train()
             g.train()
+        if self.prior.categorical and len(y) and (y >= 0).all():
+            codes, labels = self.read_codes(x).numpy(), y.cpu().numpy()
+            acc = [objective.hungarian_accuracy(codes[:, i], labels) for i in range(codes.shape[1])]
+            out.update({"eval/cat_accuracy": acc[0], "eval/cat_accuracy_best": max(acc)})
+        return out
 
-    def _read_codes(self, d, x: torch.Tensor) -> torch.Tensor:
-        """Q's most probable value of each categorical code for images ``x``: (N, n_cat) int64."""
-        logits, _, _ = self.prior.read_q(d(x)[1])
-        return torch.stack([lg.argmax(dim=1) for lg in logits], dim=1)
+    @torch.no_grad()
+    def read_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Q's most probable value of each categorical code for images ``x`` (D in eval mode, in batches): (N, n_cat)
+        int64 on the CPU. What ``eval/cat_accuracy`` matches to the labels (its first code)."""
+        d = self.nets["D"].eval()
+        try:
+            logits = [self.prior.read_q(d(xb)[1])[0] for xb in x.split(EVAL_BATCH)]
+            return torch.cat([torch.stack([lg.argmax(dim=1) for lg in part], dim=1) for part in logits]).cpu()
+        finally:
+            d.train()
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

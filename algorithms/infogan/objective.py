@@ -178,9 +178,15 @@ def hungarian_matching(pred: np.ndarray | torch.Tensor, labels: np.ndarray | tor
     return dict(zip(rows.tolist(), cols.tolist()))
 
 
+def hungarian_labels(pred: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> np.ndarray:
+    """``pred``'s cluster ids replaced by the labels :func:`hungarian_matching` gives them (-1 where an id is left
+    unmatched)."""
+    pred = np.asarray(pred, dtype=np.int64)
+    match = hungarian_matching(pred, labels)
+    return np.array([match.get(p, -1) for p in pred.tolist()], dtype=np.int64)
+
+
 def hungarian_accuracy(pred: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
     """Accuracy of cluster ids ``pred`` against ``labels`` under :func:`hungarian_matching`; an id or label left
     unmatched counts as wrong."""
-    pred, labels = np.asarray(pred, dtype=np.int64), np.asarray(labels, dtype=np.int64)
-    match = hungarian_matching(pred, labels)
-    return float(np.mean([match.get(p, -1) == label for p, label in zip(pred.tolist(), labels.tolist())]))
+    return float(np.mean(hungarian_labels(pred, labels) == np.asarray(labels, dtype=np.int64)))

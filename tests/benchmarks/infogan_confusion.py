@@ -12,22 +12,18 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
 from genlab import data, models, tracking
 
 
 def confusion(run_id: str, uri: str | None) -> tuple[float, dict[int, float], dict[int, tuple[int, int]]]:
     """(accuracy, recall per class, {true class: (most frequent wrong class, count)} for counts >= 15)."""
-    from algorithms.infogan.objective import hungarian_matching
+    from algorithms.infogan.objective import hungarian_labels
 
     spec, algo = models.run_spec(tracking.resolve_uri(uri), run_id), models.load(run_id, uri)
     x, y = data.test_set(data.load(spec.data))
-    with torch.no_grad():
-        codes = torch.cat([algo._read_codes(algo.nets["D"], xb) for xb in x.split(500)]).numpy()[:, 0]
     y = y.numpy()
-    mapping = hungarian_matching(codes, y)  # as eval/cat_accuracy matches them
-    pred = np.array([mapping.get(c, -1) for c in codes.tolist()])
+    pred = hungarian_labels(algo.read_codes(x).numpy()[:, 0], y)  # as eval/cat_accuracy matches them
     recall = {k: float((pred[y == k] == k).mean()) for k in np.unique(y)}
     confused = {}
     for k in np.unique(y):
