@@ -226,3 +226,27 @@ def test_logged_models_show_on_the_run_page_and_compare_in_the_models_tab(mlflow
     assert models.register(uri, runs[1], "best", tags={"genlab.sweep": "s"}) == [("best-classifier", "1")]
     assert models.register(uri, runs[0], "best", tags={}) == [("best-classifier", "2")]
     assert mlflow.pytorch.load_model("models:/best-classifier/1")(x).shape == (5, 2)
+
+
+def test_a_model_logged_for_an_earlier_epoch_by_another_logger_adds_no_point_to_the_history(tmp_path):
+    """A trial ASHA stopped at epoch 2 whose worker had logged epoch 3 before it was killed: Tune's callback logs the
+    kept model from the epoch-2 checkpoint with a logger of its own. The model carries epoch 2's metrics, and the
+    run's history keeps one point per epoch (it had two more at epoch 2, one per model, when the callback's points
+    got timestamps of their own)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with runlog.run_scope(uri, "stopped", run_name="t", config={}, tags={}, outbox=tmp_path / "outbox") as worker:
+        for epoch, error in ((1, 0.5), (2, 0.25), (3, 0.2)):
+            worker.metrics({"eval/test_error": error, "eval/loss": 3.0 - epoch}, step=epoch)
+        worker.flush()
+        callback = runlog.RunLogger(uri, worker.run_id)
+        for name in ("generator", "classifier"):
+            callback.model(name, torch.nn.Linear(4, 2), torch.randn(3, 4),
+                           metrics={"eval/test_error": 0.25, "eval/loss": 1.0}, step=2)
+        callback.flush()
+    c = tracking.client(uri)
+    for key in ("eval/test_error", "eval/loss"):
+        assert [m.step for m in c.get_metric_history(worker.run_id, key)] == [1, 2, 3], key
+    models_ = c.search_logged_models([tracking.experiment_id(uri, "stopped")])
+    assert sorted(m.name for m in models_) == ["classifier", "generator"]
+    for m in models_:
+        assert {(x.key, x.step, x.value) for x in m.metrics} == {("eval/test_error", 2, 0.25), ("eval/loss", 2, 1.0)}

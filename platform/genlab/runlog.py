@@ -273,8 +273,18 @@ class RunLogger:
                          "paths": [prefix + n for n in names]}, write)
 
     def _stamp(self, key: str, step: int, value: float) -> int:
+        """The timestamp of ``key``'s point (``step``, ``value``) as the run has it, so that MLflow links that point
+        to a model instead of adding it to the run's history again; a new one if the run has no such point."""
         last = self._last.get(key)
-        return last[1] if last is not None and last[0] == step and last[2] == value else _now_ms()
+        if last is not None:
+            return last[1] if last[0] == step and last[2] == value else _now_ms()
+        # A logger that did not log this metric itself (Tune's callback ending a trial ASHA stopped, from its
+        # checkpoint): the point its worker logged, as MLflow has it.
+        try:
+            history = self.client.get_metric_history(self.run_id, key)
+        except Exception:  # noqa: BLE001  (unreachable tracker: the model's point gets its own timestamp)
+            return _now_ms()
+        return next((m.timestamp for m in history if m.step == step and m.value == value), _now_ms())
 
     def _sample_system(self, monitor, stop: threading.Event) -> None:
         try:
