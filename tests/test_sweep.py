@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import re
 import shlex
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from conftest import genlab_start
 
-from genlab import tracking
-
-pytestmark = pytest.mark.slow
+from genlab import config, tracking
+from genlab.runners import trials
 
 SWEEP = {
     "name": "resume-me",
@@ -58,6 +59,7 @@ def terminated_in_saved_state(experiment: Path) -> set[str]:
         return set()
 
 
+@pytest.mark.slow
 def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path):
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump(SWEEP))
@@ -138,3 +140,28 @@ def test_a_trial_holds_the_cpus_its_run_needs_and_leaves_ray_datas_free():
     assert trial_resources("gail", 1) == {"cpu": 1}
     assert trial_resources("bc", 1) == {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
     assert trial_resources("improved_gan", 1) == {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
+
+
+def test_a_trial_resumed_from_its_checkpoint_finishes_at_the_runs_epoch_count_not_tunes_iteration(tmp_path):
+    """A trial that a resumed sweep restored from its epoch-2 checkpoint reports its epoch 3 as Tune's
+    ``training_iteration`` 1 (Tune counts again from 1). Its progress line says epoch 3/3, and Tune's end of it is a
+    finished run: not one ASHA stopped at epoch 1 (tagged so, its model logged again from an older checkpoint), as
+    the callbacks made of it when they read Tune's count."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = config.run_from_dict(SWEEP["run"])
+    run_id = tracking.open_run(uri, "sweeps", run_name="t", config={}, tags={tracking.TAG_TRIAL: "t1"})
+
+    def plan(trial_config, trial_id):
+        return spec, {}
+
+    trial = SimpleNamespace(trial_id="t1", config={}, last_result={"epoch": 3, "training_iteration": 1})
+    out = io.StringIO()
+    lines = trials.progress_lines(plan, out)
+    lines.on_trial_result(0, [], trial, result={**trial.last_result, "eval/test_error": 0.125})
+    lines.on_trial_complete(0, [], trial)
+    trials.close_trial_runs(uri, "sweeps", plan, tmp_path / "train").on_trial_complete(0, [], trial)
+
+    assert out.getvalue().splitlines() == ["[genlab] trial t1 epoch 3/3  eval/test_error=0.125",
+                                           "[genlab] trial t1 finished"], out.getvalue()
+    run = tracking.client(uri).get_run(run_id)
+    assert run.info.status == "FINISHED" and tracking.TAG_STOPPED_EARLY not in run.data.tags, run.data.tags

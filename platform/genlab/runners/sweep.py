@@ -118,7 +118,7 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
         base["tracking"]["uri"] = uri  # trials run in their own working dirs: pass the resolved store
         epochs = spec.run.budget.epochs
         s = spec.scheduler
-        scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=s.grace_period,
+        scheduler = (ASHAScheduler(time_attr=trials.EPOCH, max_t=epochs, grace_period=s.grace_period,
                                    reduction_factor=s.reduction_factor)
                      if s.type == "asha" else FIFOScheduler())
         results = trials.fit(
@@ -196,7 +196,7 @@ def _summarize(spec: SweepSpec, results, sweep_dir: Path, run_id: str, trial_run
     rows = []
     for r in results:
         trial_id = (r.metrics or {}).get("trial_id") or ids.get(r.path, "?")
-        epochs = int((r.metrics or {}).get("training_iteration", 0))
+        epochs = int((r.metrics or {}).get(trials.EPOCH, 0))
         status = "ERROR" if r.error is not None else "OK" if epochs >= spec.run.budget.epochs else "STOPPED"
         run = trial_runs.get(trial_id)
         value = tracking.kept_model_metrics(uri, run).get(spec.metric, float("nan")) if run else float("nan")

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 TRIAL_DRIVER_MEMORY = 64 * 1024**2
 
+EPOCH = "epoch"
+"""The result field that counts a trial's epochs (RL: iterations), which every runner reports: the run's own count,
+so it goes on from a checkpoint when a resumed sweep or study restores the trial, where Tune's
+``training_iteration`` starts again from 1. ASHA's milestones, a trial's end and its progress lines read it."""
+
 
 Plan = Callable[[dict, str], tuple[RunSpec, dict[str, str]]]
 """How a trial's run spec and MLflow tags come from its Tune config and id (a sweep's sampled values, a study's arm
@@ -174,7 +179,7 @@ def close_trial_runs(uri: str, experiment: str, plan: Plan, train_storage: Path)
         def on_trial_complete(self, iteration, trials, trial, **info):
             run = self._ended(trial)
             if run is not None:
-                it = trial.last_result.get("training_iteration", 0)
+                it = trial.last_result.get(EPOCH, 0)
                 spec, _ = plan(trial.config, trial.trial_id)
                 if it < spec.budget.epochs:
                     tracking.client(uri).set_tag(run.info.run_id, tracking.TAG_STOPPED_EARLY, f"epoch {it}")
@@ -214,12 +219,12 @@ def progress_lines(plan: Plan, out=None):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             spec, _ = plan(trial.config, trial.trial_id)
             shown = [k for k in registry.progress(spec.algorithm) if k in result][:6]
-            say(f"trial {trial.trial_id} epoch {result.get('training_iteration')}/{spec.budget.epochs}  "
+            say(f"trial {trial.trial_id} epoch {result.get(EPOCH)}/{spec.budget.epochs}  "
                 + "  ".join(f"{k}={result[k]:.4g}" for k in shown))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             spec, _ = plan(trial.config, trial.trial_id)
-            it = trial.last_result.get("training_iteration", 0)
+            it = trial.last_result.get(EPOCH, 0)
             say(f"trial {trial.trial_id} " + ("finished" if it >= spec.budget.epochs else
                                                f"stopped by the scheduler at epoch {it}; it keeps that epoch's model"))
 
