@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -33,6 +37,35 @@ def side_by_side(fn, *calls: tuple) -> list:
 
     with ProcessPoolExecutor(len(calls), mp_context=mp.get_context("spawn"), initializer=_one_torch_thread) as pool:
         return [f.result() for f in [pool.submit(fn, *args) for args in calls]]
+
+
+_STORE_TEMPLATE: Path | None = None
+
+
+def sqlite_store(path: Path) -> str:
+    """The URI of a new, empty MLflow SQLite store at ``path`` (a file), as MLflow makes one on first use: a copy of
+    one store that MLflow migrated once per test session. MLflow runs its ~60 schema migrations on every new store,
+    5-10 s of CPU each time, and the suite makes dozens. The copy leaves out the Default experiment, which MLflow
+    adds with its artifact location when the store is first opened, as it does for a store it made itself.
+    (The demo test keeps a store MLflow makes: the first run's output is what it checks.)"""
+    global _STORE_TEMPLATE
+    if _STORE_TEMPLATE is None:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        folder = Path(tempfile.mkdtemp(prefix="genlab-mlflow-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        db = folder / "mlflow.db"
+        SqlAlchemyStore(f"sqlite:///{db}", str(folder / "artifacts")).engine.dispose()
+        with sqlite3.connect(db) as con:
+            con.execute("DELETE FROM experiments WHERE experiment_id = 0")
+        con.close()
+        _STORE_TEMPLATE = db
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists: sqlite_store makes a new store, before anything logs to it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_STORE_TEMPLATE, path)
+    return f"sqlite:///{path}"
 
 
 def _env() -> dict[str, str]:
@@ -141,6 +174,7 @@ def mlflow_server(tmp_path):
     """A real MLflow tracking server on 127.0.0.1 (SQLite store, proxied artifacts), started as a cluster's head
     starts it (cluster/start_mlflow.sh), stopped by pid afterwards; yields its URL."""
     port = free_port()
+    sqlite_store(tmp_path / "mlflow" / "mlflow.db")  # the script's default store, already migrated
     env = {**os.environ, "GENLAB_MLFLOW_HOST": "127.0.0.1", "GENLAB_MLFLOW_PORT": str(port),
            "GENLAB_MLFLOW_DIR": str(tmp_path / "mlflow"), "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow")}
     out = subprocess.run(["bash", ROOT / "cluster" / "start_mlflow.sh"], env=env, capture_output=True, text=True,

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, sqlite_store
 from test_mlflow_ui import check_sweep_as_the_ui_shows_it
 
 from genlab import jobs, tracking
@@ -242,7 +242,7 @@ def test_autoscaling_cluster_adds_gpu_nodes_for_a_sweep_and_removes_them(head_fa
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     try:
         out = subprocess.run(
             [sys.executable, "-m", "genlab", "submit", SWEEP, "--address", head.address, "--storage",

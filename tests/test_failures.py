@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import genlab_run
+from conftest import genlab_run, sqlite_store
 
 from genlab import tracking
 from genlab.testing import NAN_ENV
@@ -37,7 +37,7 @@ def artifacts(uri: str, run_id: str, path: str | None = None) -> set[str]:
 def test_a_nan_loss_fails_the_run_at_once_and_frees_its_name(tmp_path, monkeypatch):
     spec = tmp_path / "run.yaml"
     spec.write_text(yaml.safe_dump(RUN))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     args = ("train", spec, "--storage", tmp_path / "results", "--num-cpus", "2")
 
     monkeypatch.setenv(NAN_ENV, "5")  # step 5 of epoch 1 (15 steps an epoch): before the first checkpoint
@@ -68,11 +68,11 @@ def test_a_nan_trial_fails_alone_and_the_sweep_ranks_the_rest(tmp_path, monkeypa
              "num_samples": 2, "max_concurrent": 2, "scheduler": {"type": "fifo"}}
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump(sweep))
+    uri = sqlite_store(tmp_path / "mlflow.db")  # the CLI's default store in its working directory
     monkeypatch.setenv(NAN_ENV, "20")  # epoch 2 of the first trial to get there: after its first checkpoint
     out = genlab_run(tmp_path, "sweep", spec, "--storage", tmp_path / "results", "--num-cpus", "2")
     assert "Best trial:" in out.stdout and "failed: NonFiniteLoss: non-finite loss at step 20" in out.stdout, out.stdout
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     trials = [r for r in runs_of(uri, "sweeps") if tracking.TAG_TRIAL in r.data.tags]
     status = sorted(r.info.status for r in trials)
     assert status == ["FAILED", "FINISHED"], status

@@ -15,7 +15,7 @@ the dips GAIL's score takes once at the expert). With these settings on seed 0 t
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT, side_by_side
+from conftest import ROOT, side_by_side, sqlite_store
 
 from genlab import config
 from genlab.rl.demos import record_demos
@@ -54,8 +54,8 @@ def test_gail_imitates_pendulum_and_an_untrained_discriminator_does_not(tmp_path
     # GAIL and its ablation share nothing: each runs in its own process, both at once (one core each).
     common = (ray.get_runtime_context().gcs_address, str(demos), str(tmp_path))
     gail, ablation = side_by_side(
-        _scores, (*common, f"tracking.uri=sqlite:///{tmp_path / 'gail.db'}"),
-        (*common, f"tracking.uri=sqlite:///{tmp_path / 'frozen.db'}", "name=gail-pendulum-frozen-d",
+        _scores, (*common, f"tracking.uri={sqlite_store(tmp_path / 'gail.db')}"),
+        (*common, f"tracking.uri={sqlite_store(tmp_path / 'frozen.db')}", "name=gail-pendulum-frozen-d",
          "hparams.freeze_discriminator=true"))
     print(f"normalized score every {EVAL_EVERY} iterations: GAIL {gail}, frozen D {ablation}")
     assert len(gail) == len(ablation) == ITERATIONS // EVAL_EVERY

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, genlab_run, genlab_start
+from conftest import ROOT, genlab_run, genlab_start, sqlite_store
 
 from genlab import tracking
 
@@ -19,6 +19,7 @@ def genlab(tmp_path: Path, *args: str) -> str:
 
 
 def test_expert_then_gail_and_bc_on_cartpole(tmp_path):
+    uri = sqlite_store(tmp_path / "mlflow.db")  # the CLI's default store in its working directory
     results = tmp_path / "results"
     out = genlab(tmp_path, "expert", str(ROOT / "sweeps/gail/cartpole_expert.yaml"), "--storage", str(results))
     demos = results / "experts" / "cartpole"
@@ -37,7 +38,7 @@ def test_expert_then_gail_and_bc_on_cartpole(tmp_path):
     for proc, out in zip(procs, outs):
         assert proc.returncode == 0, out[-3000:]
 
-    c = tracking.client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    c = tracking.client(uri)
     exp = c.get_experiment_by_name("genlab")
     runs = {r.info.run_name: r for r in c.search_runs([exp.experiment_id])}
     assert {"expert-cartpole", "gail-cartpole", "bc-cartpole"} <= set(runs)

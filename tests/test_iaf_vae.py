@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, genlab_run
+from conftest import ROOT, genlab_run, sqlite_store
 
 from algorithms.iaf_vae import nets, objective
 from algorithms.iaf_vae.algorithm import IAFVAE
@@ -456,7 +456,7 @@ def test_genlab_train_on_ray_logs_log_px_and_reconstructions(tmp_path, ray_local
     spec = config.load_run(SPECS / "digits.yaml", [
         "budget.epochs=2", "budget.eval_every=1", "budget.checkpoint_every=2", "budget.steps_per_epoch=5",
         "hparams.eval_k=10", "resources.cpus_per_worker=1",
-        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "tracking.experiment=t"])
+        f"tracking.uri={sqlite_store(tmp_path / 'mlflow.db')}", "tracking.experiment=t"])
     result = generative.fit(spec, storage_path=tmp_path / "results")
     assert result.metrics["epoch"] == 2 and math.isfinite(result.metrics["eval/log_px"])
     c = tracking.client(spec.tracking.uri)

@@ -10,7 +10,7 @@ import statistics
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, side_by_side, train_like_the_runner
+from conftest import ROOT, side_by_side, sqlite_store, train_like_the_runner
 from pydantic import ValidationError
 
 from algorithms.common.gan import (
@@ -282,7 +282,7 @@ def test_with_every_switch_on_the_logged_models_load_back_and_match_the_algorith
     algo.train_step(_batch(1))
     models = algo.models()
     assert set(models) == {"classifier", "generator"}
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     with runlog.run_scope(uri, "models", run_name="m", config={}, tags={}) as logger:
         for name, (module, example) in models.items():
             logger.model(name, module, example)

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, train_like_the_runner
+from conftest import ROOT, sqlite_store, train_like_the_runner
 
 from algorithms.infogan import objective
 from algorithms.infogan.algorithm import InfoGAN
@@ -456,7 +456,7 @@ def test_ray_train_ddp_run_logs_cat_accuracy_and_traversals_to_mlflow(tmp_path, 
         "data": {"name": "digits", "batch_size": 100},
         "budget": {"epochs": 2, "steps_per_epoch": 5},
         "resources": {"num_workers": 2, "cpus_per_worker": 1, "max_failures": 0},  # DDP: D's two forwards a step
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "infogan"},
+        "tracking": {"uri": sqlite_store(tmp_path / "mlflow.db"), "experiment": "infogan"},
     })
     result = generative.fit(spec, storage_path=tmp_path / "results")
     assert result.metrics["epoch"] == 2 and 0 <= result.metrics["eval/cat_accuracy"] <= 1

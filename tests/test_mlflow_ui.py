@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 import torch
-from conftest import genlab_run
+from conftest import genlab_run, sqlite_store
 
 from genlab import models, runlog, tracking
 
@@ -109,7 +109,7 @@ def check_sweep_as_the_ui_shows_it(mlflow_server: str, experiment: str, out: str
 def test_a_run_shorter_than_one_sampling_interval_still_has_system_metrics(tmp_path):
     """MLflow's monitor logs a sample only after each 10 s interval and drops the last one on shutdown; genlab logs
     it, so a 1-second run's System metrics tab is not empty."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     rid = tracking.open_run(uri, "short", run_name="short", config={}, tags={})
     with runlog.RunLogger(uri, rid, outbox=tmp_path / "outbox") as logger, logger.system_metrics():
         sum(i * i for i in range(10**6))
@@ -121,7 +121,7 @@ def test_a_run_whose_sampler_never_sampled_still_has_system_metrics(tmp_path, mo
     """On a busy machine a run of seconds can end before the sampling thread takes its first sample (seen in a
     job-submitted sweep's 2-epoch trials); genlab then samples once itself."""
     monkeypatch.setattr(runlog.RunLogger, "_sample_system", lambda self, monitor, stop: None)  # never samples
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     rid = tracking.open_run(uri, "short", run_name="short", config={}, tags={})
     with runlog.RunLogger(uri, rid, outbox=tmp_path / "outbox") as logger, logger.system_metrics():
         pass
@@ -138,7 +138,7 @@ def test_a_dataset_logged_by_two_trials_at_once_links_both(tmp_path, monkeypatch
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     info = runlog.DatasetInfo("demos-Pendulum-v1", "/demos", "0123456789ab", {"trajectories": 10})
     winner = tracking.open_run(uri, "race", run_name="a", config={}, tags={})
     with runlog.RunLogger(uri, winner, outbox=tmp_path / "outbox") as logger:
@@ -233,7 +233,7 @@ def test_a_model_logged_for_an_earlier_epoch_by_another_logger_adds_no_point_to_
     kept model from the epoch-2 checkpoint with a logger of its own. The model carries epoch 2's metrics, and the
     run's history keeps one point per epoch (it had two more at epoch 2, one per model, when the callback's points
     got timestamps of their own)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     with runlog.run_scope(uri, "stopped", run_name="t", config={}, tags={}, outbox=tmp_path / "outbox") as worker:
         for epoch, error in ((1, 0.5), (2, 0.25), (3, 0.2)):
             worker.metrics({"eval/test_error": error, "eval/loss": 3.0 - epoch}, step=epoch)

@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, genlab_run
+from conftest import ROOT, genlab_run, sqlite_store
 
 from genlab import papers, stats, studies
 from genlab.errors import SpecError
@@ -134,6 +134,7 @@ STUDY = {
 def test_a_report_from_a_real_study_has_every_section_and_opens_in_a_browser(tmp_path):
     spec = tmp_path / "study.yaml"
     spec.write_text(yaml.safe_dump(STUDY))
+    sqlite_store(tmp_path / "mlflow.db")  # the CLI's default store in its working directory
     out = genlab_run(tmp_path, "study", spec, "--storage", tmp_path / "results", "--num-cpus", "2").stdout
     assert "Study tiny-study: 4 runs (2 arms x 2 seeds), 0 failed" in out and "genlab report tiny-study" in out
 

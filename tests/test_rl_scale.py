@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import ROOT, side_by_side
+from conftest import ROOT, side_by_side, sqlite_store
 
 from genlab import config, preflight
 from genlab.context import ScaleContext
@@ -217,6 +217,8 @@ def test_gail_with_2_env_runners_and_2_learners_imitates_as_the_single_process_r
     (normalized score >= 0.9) within the same iterations, and report the same metrics."""
     import ray
 
+    for name in ("one-process", "spread"):
+        sqlite_store(tmp_path / f"{name}.db")
     common = (ray.get_runtime_context().gcs_address, str(cartpole_demos), str(tmp_path))
     (one, one_metrics), (spread, spread_metrics) = side_by_side(
         _gail_scores, (*common, "one-process"),
@@ -266,7 +268,7 @@ def test_a_sweep_trial_with_remote_runners_and_learners_is_placed_on_2_cpus(cart
     run = {**config.load_run(ROOT / "sweeps/gail/cartpole.yaml").model_dump(mode="json"),
            "demos": {"path": str(cartpole_demos), "num_trajectories": 10},
            "rl": SCALED, "budget": {"epochs": 2, "eval_every": 1, "checkpoint_every": 1},
-           "tracking": {"uri": f"sqlite:///{tmp_path}/m.db", "system_metrics": False, "log_models": False}}
+           "tracking": {"uri": sqlite_store(tmp_path / "m.db"), "system_metrics": False, "log_models": False}}
     sweep = {"name": "spread", "run": run, "search_space": {"hparams.disc_lr": {"choice": [1e-3]}},
              "metric": "eval/true_return", "mode": "max", "num_samples": 1, "scheduler": {"type": "fifo"}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(sweep))

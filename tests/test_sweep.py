@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from conftest import genlab_start
+from conftest import genlab_start, sqlite_store
 
 from genlab import config, tracking
 from genlab.runners import trials
@@ -63,7 +63,7 @@ def terminated_in_saved_state(experiment: Path) -> set[str]:
 def test_sweep_interrupted_then_resumed_finishes_without_redoing_trials(tmp_path):
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump(SWEEP))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the CLI's default store in its working directory
+    uri = sqlite_store(tmp_path / "mlflow.db")  # the CLI's default store in its working directory
     args = ("sweep", str(spec), "--set", "run.budget.epochs=3", "--storage", str(tmp_path / "results"),
             "--num-cpus", "2")
 
@@ -147,7 +147,7 @@ def test_a_trial_resumed_from_its_checkpoint_finishes_at_the_runs_epoch_count_no
     ``training_iteration`` 1 (Tune counts again from 1). Its progress line says epoch 3/3, and Tune's end of it is a
     finished run: not one ASHA stopped at epoch 1 (tagged so, its model logged again from an older checkpoint), as
     the callbacks made of it when they read Tune's count."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     spec = config.run_from_dict(SWEEP["run"])
     run_id = tracking.open_run(uri, "sweeps", run_name="t", config={}, tags={tracking.TAG_TRIAL: "t1"})
 

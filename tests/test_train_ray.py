@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import sqlite_store
 
 from genlab import config, testing, tracking
 from genlab.runners import generative as train
@@ -27,7 +28,7 @@ RUN = {
 
 def spec_with(tmp_path: Path, **changes) -> RunSpec:
     raw = copy.deepcopy(RUN)
-    raw["tracking"] = {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "t"}
+    raw["tracking"] = {"uri": sqlite_store(tmp_path / "mlflow.db"), "experiment": "t"}
     for dotted, value in changes.items():
         set_path(raw, dotted, value)
     return config.run_from_dict(raw)
