@@ -451,20 +451,24 @@ def test_vae_on_real_mnist_digits_beats_independent_pixels_after_80_steps():
 
 @pytest.mark.slow
 def test_genlab_train_on_ray_logs_log_px_and_reconstructions(tmp_path, ray_local):
+    """Evaluated every 2 epochs of 3: MLflow has log p(x) at the epochs that measured it (2 and the last), the
+    training loss at every epoch, and the pictures of each evaluation."""
     from genlab.runners import generative
 
     spec = config.load_run(SPECS / "digits.yaml", [
-        "budget.epochs=2", "budget.eval_every=1", "budget.checkpoint_every=2", "budget.steps_per_epoch=5",
+        "budget.epochs=3", "budget.eval_every=2", "budget.checkpoint_every=3", "budget.steps_per_epoch=5",
         "hparams.eval_k=10", "resources.cpus_per_worker=1",
         f"tracking.uri={sqlite_store(tmp_path / 'mlflow.db')}", "tracking.experiment=t"])
     result = generative.fit(spec, storage_path=tmp_path / "results")
-    assert result.metrics["epoch"] == 2 and math.isfinite(result.metrics["eval/log_px"])
+    assert result.metrics["epoch"] == 3 and math.isfinite(result.metrics["eval/log_px"])
     c = tracking.client(spec.tracking.uri)
     run = c.get_run(result.mlflow_run_id)
     assert run.info.status == "FINISHED"
-    assert sorted(m.step for m in c.get_metric_history(run.info.run_id, "eval/log_px")) == [1, 2]
+    assert sorted(m.step for m in c.get_metric_history(run.info.run_id, "eval/log_px")) == [2, 3]
+    assert sorted(m.step for m in c.get_metric_history(run.info.run_id, "loss/neg_elbo")) == [1, 2, 3]
+    assert ["eval/log_px" in h for h in result.history] == [False, True, True]  # the run's own record too
     arts = {f.path for d in ("samples", "reconstructions") for f in c.list_artifacts(run.info.run_id, d)}
-    for a in ("reconstructions/epoch_0002.png", "reconstructions/latest.png", "samples/epoch_0001.png"):
+    for a in ("reconstructions/epoch_0003.png", "reconstructions/latest.png", "samples/epoch_0002.png"):
         assert a in arts, sorted(arts)
     png = Path(c.download_artifacts(run.info.run_id, "reconstructions/latest.png", str(tmp_path)))
     assert png.read_bytes()[:4] == b"\x89PNG"

@@ -246,15 +246,16 @@ def metric_history(uri: str, run_id: str, metric: str) -> dict[int, float]:
 
 def kept_model_metrics(uri: str, run) -> dict[str, float]:
     """A run's metrics as of the model it keeps: its latest values, except for a trial ASHA stopped whose workers
-    logged an epoch past its kept model (tag genlab.model_epoch): its evaluation metrics at that epoch. What a sweep
-    ranks trials by and `genlab runs` shows."""
+    logged an epoch past its kept model (tag genlab.model_epoch): its latest evaluation at or before that epoch. What
+    a sweep ranks trials by and `genlab runs` shows."""
     metrics = dict(run.data.metrics)
     epoch = run.data.tags.get(TAG_MODEL_EPOCH)
     if epoch is not None:
         for k in [k for k in metrics if k.startswith("eval/")]:
             history = metric_history(uri, run.info.run_id, k)
-            if int(epoch) in history:
-                metrics[k] = history[int(epoch)]
+            measured = [step for step in history if step <= int(epoch)]
+            if measured:
+                metrics[k] = history[max(measured)]
     return metrics
 
 

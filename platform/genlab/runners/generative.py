@@ -88,13 +88,14 @@ def train_loop_per_worker(cfg: dict) -> None:
     batch_args = dict(batch_size=spec.data.batch_size, seed=spec.seed, rank=rank, world_size=world,
                       steps=spec.budget.steps_per_epoch, device=device, labels=registry.uses_labels(spec.algorithm))
 
-    start_epoch, history, last_eval = 1, [], {}
+    start_epoch, history, last_eval, eval_epoch = 1, [], {}, None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = torch.load(Path(d) / GENERATIVE_STATE, map_location=device, weights_only=False)
         algo.load_state_dict(state["algo"])
         start_epoch, history, last_eval = state["epoch"] + 1, state["history"], state["last_eval"]
+        eval_epoch = state.get("eval_epoch", state["epoch"])  # checkpoints before it was kept: carried to the end
         _say(rank, f"resumed from {checkpoint.path} at epoch {start_epoch}")
     else:
         algo.initialize(next(iter(data.batches(ds, epoch=0, **batch_args))))
@@ -137,18 +138,23 @@ def train_loop_per_worker(cfg: dict) -> None:
             metrics.update({"epoch": epoch, "perf/images_per_s": n_images * world / dt, "perf/epoch_time_s": dt})
 
             is_last = epoch == b.epochs
+            evaluation = {}
             if rank == 0 and b.eval_due(epoch):
-                last_eval = algo.evaluate(*data.test_set(ds, device))
+                evaluation = last_eval = algo.evaluate(*data.test_set(ds, device))
+                eval_epoch = epoch
                 for name, grid in algo.images().items():
                     logger.image_grid(name, grid.images, epoch, grid.nrow)
-            metrics.update(last_eval)  # every report carries the latest eval metrics (schedulers need them)
-            history.append(metrics)
+            # MLflow and the run's history have an evaluation at the epochs that made it; every report to Tune
+            # carries the latest one (its schedulers compare trials at any epoch).
+            history.append({**metrics, **evaluation})
+            metrics.update(last_eval)
 
             if rank == 0:
-                logger.metrics(metrics, step=epoch)
+                logger.metrics(history[-1], step=epoch)
                 _say(rank, _progress(epoch, b.epochs, metrics, shown))
             if b.checkpoint_due(epoch):
-                state = {"algo": algo.state_dict(), "epoch": epoch, "history": history, "last_eval": last_eval}
+                state = {"algo": algo.state_dict(), "epoch": epoch, "history": history, "last_eval": last_eval,
+                         "eval_epoch": eval_epoch}
                 _report_with_checkpoint(rank, metrics, state, final=(logger, algo, spec) if is_last else None)
             else:
                 ray.train.report(metrics)
@@ -194,9 +200,10 @@ def log_final(logger: runlog.RunLogger, algo, state_file: Path, state: dict, log
     its networks as MLflow models carrying the evaluation's metrics of that epoch: the model a run keeps."""
     logger.file(state_file, CHECKPOINT_ARTIFACT)
     logger.learning_curves(state["history"])
-    if log_models:
+    if log_models:  # the metrics at the epoch of the evaluation they come from
+        step = state.get("eval_epoch", state["epoch"])
         for name, (module, example) in algo.models().items():
-            logger.model(name, module, example, metrics=state["last_eval"], step=state["epoch"])
+            logger.model(name, module, example, metrics=state["last_eval"], step=step)
     logger.flush()  # MLflow has it all (or the run's outbox holds it) before the last report
 
 

@@ -88,15 +88,17 @@ def _iterations(spec, algo, run: runlog.RunLogger, meta: dict, history: list[dic
         m = rl_metrics.from_result(algo.train())
         check_finite(m, f"iteration {it}", "lower the learning rate (ppo.lr) or check the env's rewards")
         m.update({"epoch": it, "perf/iteration_s": time.perf_counter() - t0})
+        evaluation = {}
         if b.eval_due(it):
             returns = evaluate(algo, spec.env.id, EVAL_EPISODES, seed=spec.seed + 10_000)
-            last_eval = {"eval/true_return": float(np.mean(returns))}
+            evaluation = last_eval = {"eval/true_return": float(np.mean(returns))}
             if "expert_return" in meta:
                 last_eval["eval/normalized_score"] = normalized_score(
                     last_eval["eval/true_return"], meta["random_return"], meta["expert_return"])
+        # MLflow and the history have an evaluation at the iterations that made it; Tune's reports carry the latest.
+        history.append({**m, **evaluation})
+        run.metrics(history[-1], step=it)
         m.update(last_eval)
-        history.append(m)
-        run.metrics(m, step=it)
         print(f"[genlab] iteration {it}/{b.epochs}  " + "  ".join(f"{k}={m[k]:.4g}" for k in shown if k in m),
               flush=True)
         if b.checkpoint_due(it):
@@ -143,7 +145,7 @@ def log_final(run: runlog.RunLogger, spec, policy: RLModule, ckpt: Path, history
     if spec.tracking.log_models:
         obs_space, act_space = env_spaces(spec.env.id)
         example = torch.as_tensor(np.stack([obs_space.sample() for _ in range(4)]), dtype=torch.float32)
-        last = history[-1] if history else {}
+        last = next((h for h in reversed(history) if any(k.startswith("eval/") for k in h)), {})  # latest evaluation
         run.model("policy", GreedyPolicy(policy, act_space), example,
                   metrics={k: v for k, v in last.items() if k.startswith("eval/")}, step=last.get("epoch"))
     run.flush()  # MLflow has it all (or the run's outbox holds it) before the last report
