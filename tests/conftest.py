@@ -148,9 +148,11 @@ def ray_local():
     """
     import ray
 
+    from genlab import ray_compat
     from genlab.launch import local_ray_options
 
     options = local_ray_options(2, {"env_vars": genlab.RAY_ENV_VARS})
+    ray_compat.patient_dashboard_start()
     ray.init(logging_level="ERROR", **options)
     # The state API in this process asks this Ray's dashboard, whatever other Ray runs on the machine.
     before = os.environ.get("RAY_API_SERVER_ADDRESS")

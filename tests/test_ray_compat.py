@@ -77,3 +77,19 @@ def _policy_class(trainer_cls):
     finally:
         ray.train.torch.TorchTrainer._initialize_and_run_controller = original
     return type(captured["failure_policy"])
+
+
+def test_a_local_rays_dashboard_gets_five_minutes_to_start_unless_the_user_set_the_limit(monkeypatch):
+    """On a loaded 2-core machine the dashboard took over 77 s to start and ray.init failed at Ray's 60 s ("Failed to
+    start the dashboard"); genlab starts local Rays with 300 s, and a user's RAY_DASHBOARD_STARTUP_TIMEOUT_S wins."""
+    from ray._private import ray_constants
+
+    monkeypatch.setattr(ray_constants, "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 60)
+    monkeypatch.delenv("RAY_DASHBOARD_STARTUP_TIMEOUT_S", raising=False)
+    ray_compat.patient_dashboard_start()
+    assert ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S == 300
+
+    monkeypatch.setattr(ray_constants, "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 45)  # as Ray read it from the variable
+    monkeypatch.setenv("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "45")
+    ray_compat.patient_dashboard_start()
+    assert ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S == 45

@@ -163,6 +163,7 @@ def start_ray(num_cpus: float | None = None, *, quiet: bool = False) -> None:
         ctx = ray.init(runtime_env=runtime_env, **options)
     else:
         local = local_ray_options(num_cpus, runtime_env)
+        ray_compat.patient_dashboard_start()
         ctx = ray.init(**local, **options)
         # This driver asks the state API too (a sweep's end frees what its trials left): our dashboard, whatever else
         # runs on the machine.

@@ -9,6 +9,7 @@ can be checked without a running cluster; tests/test_ray_compat.py runs it and t
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -31,6 +32,27 @@ def _guard(what: str, used_for: str):
         raise RayInternalsChanged(
             f"Ray {ray.__version__}: {what} is not as in Ray {PINNED_RAY} ({type(e).__name__}: {e}); genlab uses it "
             f"{used_for}. Install ray=={PINNED_RAY} (constraints.txt) or update genlab/ray_compat.py") from e
+
+
+# ------------------------------------------------------------------------------------------------ a local Ray
+
+DASHBOARD_STARTUP_TIMEOUT_S = 300
+"""How long a local Ray's dashboard may take to start (Ray's own limit: 60 s)."""
+
+
+def patient_dashboard_start(timeout_s: int = DASHBOARD_STARTUP_TIMEOUT_S) -> None:
+    """Give the dashboard of a local Ray that ``ray.init`` starts ``timeout_s`` to come up. On a loaded 2-core
+    machine it can take more than Ray's 60 s (its nine modules start as processes of their own), and ``ray.init``
+    then fails with "Failed to start the dashboard"; genlab needs the dashboard (Ray Train's placement-group cleaner
+    asks its state API). Ray reads the limit from ``ray_constants`` when it starts the dashboard, and its variable
+    ``RAY_DASHBOARD_STARTUP_TIMEOUT_S`` only when Ray is imported: a user who sets the variable keeps theirs."""
+    if "RAY_DASHBOARD_STARTUP_TIMEOUT_S" in os.environ:
+        return
+    with _guard("ray._private.ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S",
+                "to let a local Ray's dashboard start on a loaded machine"):
+        from ray._private import ray_constants
+
+        ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S = max(ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S, timeout_s)
 
 
 # ------------------------------------------------------------------------------------------------ Ray Train
@@ -359,6 +381,11 @@ def cluster_config(path) -> dict:
 def check() -> list[str]:
     """The internals that can be checked without a running cluster; returns what was checked."""
     checked = []
+    with _guard("ray._private.ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S", "to let a dashboard start"):
+        from ray._private import ray_constants
+
+        ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S  # noqa: B018
+    checked.append("dashboard startup limit")
     with _guard("ray.train.v2._internal.execution.context.get_train_context", "to tag runs"):
         from ray.train.v2._internal.execution.context import get_train_context  # noqa: F401
     checked.append("get_train_context")
