@@ -3,9 +3,9 @@
 Each spec's algorithm is built as a Ray Train worker builds it (``registry.algorithm_class(...)(hparams, data info,
 "cpu")``), initialized on a random batch of the dataset's shape (``--batch`` images; a checkpoint's size does not
 depend on the batch size) and trained ``--steps`` steps, so that its optimizers hold their moments; then its state is
-saved as the runner saves a checkpoint (``{"algo": state_dict, "epoch", "history", "last_eval", "eval_epoch"}``,
-``torch.save``) and measured. A real checkpoint's history adds a few kB per epoch. Reported: tensor elements by
-top-level entry of the algorithm's state (nets, optimizers, EMA), state.pt bytes, seconds per step (CPU, 1 thread).
+saved as the runner saves a checkpoint (``{"algo": state_dict, "epoch", "history", "last_eval"}``, ``torch.save``)
+and measured. A real checkpoint's history adds a few kB per epoch. Reported: tensor elements by top-level entry
+of the algorithm's state (nets, optimizers, EMA), state.pt bytes, seconds per step (CPU, 1 thread).
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_checkpoint_size.py \\
         sweeps/improved_gan/digits.yaml sweeps/improved_gan/cifar10.yaml sweeps/iaf_vae/cifar10.yaml
@@ -44,7 +44,7 @@ def measure(path: str, batch: int, steps: int) -> dict:
     for _ in range(steps):
         algo.train_step(random_batch(info, batch, labels))
     dt = time.perf_counter() - t0
-    state = {"algo": algo.state_dict(), "epoch": 1, "history": [], "last_eval": {}, "eval_epoch": None}
+    state = {"algo": algo.state_dict(), "epoch": 1, "history": [], "last_eval": {}}
     params = sum(t.numel() for t in _tensors(state["algo"]))
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "state.pt"

@@ -88,14 +88,13 @@ def train_loop_per_worker(cfg: dict) -> None:
     batch_args = dict(batch_size=spec.data.batch_size, seed=spec.seed, rank=rank, world_size=world,
                       steps=spec.budget.steps_per_epoch, device=device, labels=registry.uses_labels(spec.algorithm))
 
-    start_epoch, history, last_eval, eval_epoch = 1, [], {}, None
+    start_epoch, history, last_eval = 1, [], {}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = torch.load(Path(d) / GENERATIVE_STATE, map_location=device, weights_only=False)
         algo.load_state_dict(state["algo"])
         start_epoch, history, last_eval = state["epoch"] + 1, state["history"], state["last_eval"]
-        eval_epoch = state.get("eval_epoch", state["epoch"])  # checkpoints before it was kept: carried to the end
         _say(rank, f"resumed from {checkpoint.path} at epoch {start_epoch}")
     else:
         algo.initialize(next(iter(data.batches(ds, epoch=0, **batch_args))))
@@ -141,7 +140,6 @@ def train_loop_per_worker(cfg: dict) -> None:
             evaluation = {}
             if rank == 0 and b.eval_due(epoch):
                 evaluation = last_eval = algo.evaluate(*data.test_set(ds, device))
-                eval_epoch = epoch
                 for name, grid in algo.images().items():
                     logger.image_grid(name, grid.images, epoch, grid.nrow)
             # MLflow and the run's history have an evaluation at the epochs that made it; every report to Tune
@@ -153,8 +151,7 @@ def train_loop_per_worker(cfg: dict) -> None:
                 logger.metrics(history[-1], step=epoch)
                 _say(rank, _progress(epoch, b.epochs, metrics, shown))
             if b.checkpoint_due(epoch):
-                state = {"algo": algo.state_dict(), "epoch": epoch, "history": history, "last_eval": last_eval,
-                         "eval_epoch": eval_epoch}
+                state = {"algo": algo.state_dict(), "epoch": epoch, "history": history, "last_eval": last_eval}
                 _report_with_checkpoint(rank, metrics, state, final=(logger, algo, spec) if is_last else None)
             else:
                 ray.train.report(metrics)
@@ -200,8 +197,9 @@ def log_final(logger: runlog.RunLogger, algo, state_file: Path, state: dict, log
     its networks as MLflow models carrying the evaluation's metrics of that epoch: the model a run keeps."""
     logger.file(state_file, CHECKPOINT_ARTIFACT)
     logger.learning_curves(state["history"])
-    if log_models:  # the metrics at the epoch of the evaluation they come from
-        step = state.get("eval_epoch", state["epoch"])
+    if log_models:  # the metrics at the epoch of the evaluation they come from (the history has it at that epoch)
+        step = next((h["epoch"] for h in reversed(state["history"]) if state["last_eval"].keys() <= h.keys()),
+                    state["epoch"])
         for name, (module, example) in algo.models().items():
             logger.model(name, module, example, metrics=state["last_eval"], step=step)
     logger.flush()  # MLflow has it all (or the run's outbox holds it) before the last report
