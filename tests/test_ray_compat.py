@@ -93,3 +93,20 @@ def test_a_local_rays_dashboard_gets_five_minutes_to_start_unless_the_user_set_t
     monkeypatch.setenv("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "45")
     ray_compat.patient_dashboard_start()
     assert ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S == 45
+
+
+def test_a_local_ray_runs_without_ray_trains_preemption_watcher_unless_the_user_asks_for_it(monkeypatch):
+    """One machine has no spot nodes to watch: the watcher cost each run a process and printed a core_worker error
+    line at every `genlab train`. The variable is the one Ray Train reads; a user's own value wins."""
+    from ray.train.v2._internal import constants
+
+    from genlab.launch import LOCAL_RAY_ENV_VARS, local_ray_options
+
+    assert constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR in LOCAL_RAY_ENV_VARS
+    monkeypatch.delenv(constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR, raising=False)
+    env = local_ray_options(2, {"env_vars": {"A": "1"}})["runtime_env"]["env_vars"]
+    assert env[constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR] == "0" and env["A"] == "1"
+
+    monkeypatch.setenv(constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR, "1")
+    env = local_ray_options(2, {"env_vars": {}})["runtime_env"]["env_vars"]
+    assert constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR not in env  # the driver's own variable reaches Ray as set

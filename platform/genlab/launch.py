@@ -110,6 +110,16 @@ def storage_dir(storage: str | Path, uri: str) -> Path:
     return path
 
 
+LOCAL_RAY_ENV_VARS = {
+    # Ray Train starts a preemption watcher actor per run, which polls the nodes for spot-instance preemption. One
+    # machine has no such nodes; the actor cost each run a process (1.6 CPU-seconds) and printed a core_worker
+    # error line ("Actor with class name: 'PreemptionWatcher' ... has constructor arguments in the object store")
+    # at every `genlab train`. On a cluster it stays on.
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
+"""Set in every process of a local Ray that genlab starts (a user's own value of any of them wins)."""
+
+
 def local_ray_options(num_cpus: float | None, runtime_env: dict) -> dict:
     """``ray.init`` arguments for a local Ray of this process's own, whatever else runs on the machine.
 
@@ -123,7 +133,8 @@ def local_ray_options(num_cpus: float | None, runtime_env: dict) -> dict:
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    env_vars = {**runtime_env.get("env_vars", {}), "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+    env_vars = {**{k: v for k, v in LOCAL_RAY_ENV_VARS.items() if k not in os.environ},
+                **runtime_env.get("env_vars", {}), "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
     return {"address": "local", "num_cpus": num_cpus, "include_dashboard": True, "dashboard_port": port,
             "runtime_env": {**runtime_env, "env_vars": env_vars}}
 
