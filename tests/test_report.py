@@ -177,3 +177,26 @@ def test_a_claims_stand_in_note_is_shown_only_for_arms_on_the_stand_ins_dataset(
     on_mnist5k = _stand_in("improved_gan", claim, Arm("Improved-GAN", "improved_gan", [], "mnist5k"))
     assert on_digits == f" (stand-in: {claim.ci.note})" and "8x8" in on_digits
     assert on_mnist5k == " (data: mnist5k)"  # real MNIST digits are not described as the 8x8 stand-in
+
+
+def test_the_learning_curves_cover_a_compared_metric_when_no_arm_claims_a_paper_number():
+    """A study of GAIL against BC on HalfCheetah claims no paper value (the paper file has none for that task) but
+    compares the two: its report drew no learning curves at all."""
+    from mlflow.entities import Metric, Run, RunData, RunInfo
+
+    from genlab.report import Arm, Study, claim_rows, curve_metrics
+
+    def run(score: float) -> Run:
+        info = RunInfo(run_id="r", experiment_id="1", user_id="u", status="FINISHED", start_time=0, end_time=1,
+                       lifecycle_stage="active")
+        return Run(info, RunData(metrics=[Metric("eval/normalized_score", score, 0, 244)]))
+
+    arms = {"GAIL": Arm("GAIL", "gail", [], runs=[run(1.1)]),
+            "behavior cloning": Arm("behavior cloning", "bc", [], runs=[run(1.05)])}
+    compared = [{"paper": "gail:gail-beats-bc", "treatment": "GAIL", "control": "behavior cloning"}]
+    study = Study("gail-halfcheetah", None, arms, compared, seeds=[1001])
+    assert curve_metrics(study, claim_rows(study)) == ["eval/normalized_score"]
+    assert curve_metrics(Study("s", None, arms, [], seeds=[1001]), claim_rows(study)) == []  # none claimed, compared
+
+    arms["GAIL"].claims = ["gail:hopper-25"]  # a claimed metric is drawn as before, and only once
+    assert curve_metrics(study, claim_rows(study)) == ["eval/normalized_score"]

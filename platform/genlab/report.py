@@ -6,7 +6,7 @@ and writes ``report.md`` and a self-contained ``report.html`` (images embedded) 
 - per claim an arm measures: the paper's value (±), ours as mean ± sd and IQM with a 95% percentile-bootstrap
   interval over seeds, the number of seeds, and whether the paper's value lies inside our interval;
 - the paper's comparisons (A vs B) with the probability of improvement P(A > B) and its interval;
-- learning curves: the mean over seeds with a 95% bootstrap band, one panel per claimed metric;
+- learning curves: the mean over seeds with a 95% bootstrap band, one panel per claimed or compared metric;
 - each arm's latest pictures (samples, traversals, reconstructions);
 - every other claim of the papers of the methods involved, as "not run", with the spec that would run it.
 
@@ -155,10 +155,22 @@ def claim_rows(study: Study) -> list[ClaimRow]:
 # ------------------------------------------------------------------------------------------ the pictures
 
 
+def curve_metrics(study: Study, rows: list[ClaimRow]) -> list[str]:
+    """The metrics the report draws against epoch: those of the claims an arm measured and of the paper's
+    comparisons both arms measured (a study of GAIL against BC claims no paper number, but compares them)."""
+    claimed = {r.claim.metric for r in rows if r.measured}
+    compared = set()
+    for comp in study.comparisons:
+        metric = papers.resolve(comp["paper"])[1].metric
+        if study.arms[comp["treatment"]].scores(metric) and study.arms[comp["control"]].scores(metric):
+            compared.add(metric)
+    return sorted(claimed | compared)
+
+
 def curves_png(study: Study, metrics: list[str], uri: str) -> bytes | None:
-    """The claimed metrics against epoch: each arm's mean over seeds with a 95% bootstrap band."""
+    """``metrics`` against epoch: each arm's mean over seeds with a 95% bootstrap band."""
     panels = {}
-    for metric in (m for m in metrics if any(arm.scores(m) for arm in study.arms.values())):
+    for metric in metrics:
         panels[metric] = {}
         for arm in study.arms.values():
             series = [tracking.metric_history(uri, r.info.run_id, metric) for r in arm.runs]
@@ -323,8 +335,7 @@ def build(uri: str, study_name: str, out: Path) -> tuple[Path, Path]:
         page.table(["the paper's comparison", "arms", "metric", "IQM", "P(improvement) [95% CI]",
                     "agrees (CI above 0.5)", "seeds", "source"], comp_rows)
 
-    metrics = sorted({r.claim.metric for r in rows if r.measured})
-    curves = curves_png(study, metrics, uri)
+    curves = curves_png(study, curve_metrics(study, rows), uri)
     if curves is not None:
         page.heading("Learning curves")
         page.image("curves", curves, "mean over seeds with a 95% bootstrap band, per arm")
