@@ -250,3 +250,15 @@ def test_a_model_logged_for_an_earlier_epoch_by_another_logger_adds_no_point_to_
     assert sorted(m.name for m in models_) == ["classifier", "generator"]
     for m in models_:
         assert {(x.key, x.step, x.value) for x in m.metrics} == {("eval/test_error", 2, 0.25), ("eval/loss", 2, 1.0)}
+
+
+def test_a_kept_model_takes_the_latest_evaluation_and_its_epoch_from_the_runs_history():
+    """A run evaluates every few epochs; its history has eval/* only at those. The kept model's metrics are the
+    latest evaluation, logged at the epoch that made it, not at the last epoch (MLflow would then show a point that
+    was never measured)."""
+    from genlab.runners.result import latest_evaluation
+
+    history = [{"epoch": 1, "loss": 3.0}, {"epoch": 2, "loss": 2.0, "eval/log_px": -95.0, "eval/kl": 20.0},
+               {"epoch": 3, "loss": 1.5}]
+    assert latest_evaluation(history) == (2, {"eval/log_px": -95.0, "eval/kl": 20.0})
+    assert latest_evaluation(history[:1]) == (None, {})  # no evaluation yet: no model metrics

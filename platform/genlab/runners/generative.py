@@ -26,7 +26,7 @@ import torch
 
 from genlab import config, data, fastpath, outbox, ray_compat, registry, runlog, tracking
 from genlab.errors import check_finite, not_retryable
-from genlab.runners.result import RunResult
+from genlab.runners.result import RunResult, latest_evaluation
 from genlab.runners.storage import CHECKPOINT_ARTIFACT, GENERATIVE_STATE
 from genlab.specs import RunSpec
 from genlab.testing import Faults
@@ -197,9 +197,9 @@ def log_final(logger: runlog.RunLogger, algo, state_file: Path, state: dict, log
     its networks as MLflow models carrying the evaluation's metrics of that epoch: the model a run keeps."""
     logger.file(state_file, CHECKPOINT_ARTIFACT)
     logger.learning_curves(state["history"])
-    if log_models:  # the metrics at the epoch of the evaluation they come from (the history has it at that epoch)
-        step = next((h["epoch"] for h in reversed(state["history"]) if state["last_eval"].keys() <= h.keys()),
-                    state["epoch"])
+    if log_models:  # the metrics at the epoch of the evaluation they come from
+        epoch, _ = latest_evaluation(state["history"])
+        step = state["epoch"] if epoch is None else epoch
         for name, (module, example) in algo.models().items():
             logger.model(name, module, example, metrics=state["last_eval"], step=step)
     logger.flush()  # MLflow has it all (or the run's outbox holds it) before the last report

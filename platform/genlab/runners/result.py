@@ -17,3 +17,14 @@ class RunResult:
     mlflow_run_id: str = ""
     checkpoint: Any = None
     """The final checkpoint as a ``ray.train.Checkpoint`` (``as_directory()``), or None."""
+
+
+def latest_evaluation(history: list[dict[str, float]]) -> tuple[int | None, dict[str, float]]:
+    """The epoch and the ``eval/*`` metrics of the latest entry of a run's history that evaluated (a history has
+    ``eval/*`` only at the epochs that evaluated); ``(None, {})`` when none did. Both runners log a kept model's
+    metrics at that epoch, so that MLflow links them to the run's own points."""
+    for entry in reversed(history):
+        evaluation = {k: v for k, v in entry.items() if k.startswith("eval/")}
+        if evaluation:
+            return entry.get("epoch"), evaluation
+    return None, {}

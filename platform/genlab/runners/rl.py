@@ -28,7 +28,7 @@ from genlab.rl.demos import DEMOS_FILE, META_FILE, demos_dir, read_meta, record_
 from genlab.rl.evaluation import EVAL_EPISODES, GreedyPolicy, env_spaces, normalized_score, rollout
 from genlab.rl.hparams import PPOHparams
 from genlab.rl.ppo import make_ppo_config
-from genlab.runners.result import RunResult
+from genlab.runners.result import RunResult, latest_evaluation
 from genlab.runners.storage import CHECKPOINT_ARTIFACT, RL_STATE
 
 MODULE_SUBDIR = Path(COMPONENT_LEARNER_GROUP, COMPONENT_LEARNER, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID)
@@ -145,9 +145,8 @@ def log_final(run: runlog.RunLogger, spec, policy: RLModule, ckpt: Path, history
     if spec.tracking.log_models:
         obs_space, act_space = env_spaces(spec.env.id)
         example = torch.as_tensor(np.stack([obs_space.sample() for _ in range(4)]), dtype=torch.float32)
-        last = next((h for h in reversed(history) if any(k.startswith("eval/") for k in h)), {})  # latest evaluation
-        run.model("policy", GreedyPolicy(policy, act_space), example,
-                  metrics={k: v for k, v in last.items() if k.startswith("eval/")}, step=last.get("epoch"))
+        epoch, evaluation = latest_evaluation(history)
+        run.model("policy", GreedyPolicy(policy, act_space), example, metrics=evaluation, step=epoch)
     run.flush()  # MLflow has it all (or the run's outbox holds it) before the last report
 
 
