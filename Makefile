@@ -29,11 +29,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # The checked-in study reports, docs/reports/<study>/: each CI-scale study on the held-out seeds its spec draws
-# (sweeps/studies/*.yaml), then its page. Hours on 2 cores: STUDIES=... picks some; an interrupted study resumes.
-STUDIES ?= improved_gan_digits infogan_digits iaf_vae_digits vime_mountaincar_weak vime_mountaincar_weak_more gail_pendulum improved_gan_mnist5k infogan_mnist5k
+# (sweeps/studies/*.yaml), then its page; a GAIL study's expert demonstrations first, if missing. Hours on 2 cores:
+# STUDIES=... picks some; an interrupted study resumes.
+STUDIES ?= improved_gan_digits infogan_digits iaf_vae_digits vime_mountaincar_weak vime_mountaincar_weak_more gail_pendulum improved_gan_mnist5k infogan_mnist5k iaf_vae_mnist5k \
+           gail_hopper gail_halfcheetah
 reports: $(STAMP)
-	@test -f results/experts/pendulum/demos.parquet || $(BIN)/genlab expert sweeps/gail/pendulum_expert.yaml
 	@for s in $(STUDIES); do \
+	  case $$s in gail_*) e=$${s#gail_}; test -f results/experts/$$e/demos.parquet || \
+	    $(BIN)/genlab expert sweeps/gail/$${e}_expert.yaml || exit 1;; esac; \
 	  name=$$($(BIN)/python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['name'])" sweeps/studies/$$s.yaml); \
 	  resume=$$(test -d results/reports/$$name && echo --resume); \
 	  $(BIN)/genlab study sweeps/studies/$$s.yaml --storage results/reports --num-cpus 2 $$resume || exit 1; \
