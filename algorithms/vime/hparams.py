@@ -38,6 +38,16 @@ class VIMEHparams(Hparams):
     """Weight η of the bonus: r + η · IG / (running median of IG); 0 = plain PPO (the BNN still trains)."""
     eta_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
     """η is multiplied by this after every iteration (openai/vime's eta_discount); 1 = constant."""
+    center_bonus: bool = False
+    """Subtract the batch's mean bonus, so that a transition earns only for more information than the batch's
+    average and a longer episode earns nothing by being longer (the paper's bonus is positive on every step). A
+    step of average novelty then costs a little: on a task whose episodes end by failing (a falling Hopper) that
+    is a push to fail. On sparse MountainCar it did not make VIME exploit the goal it found (docs/vime.md)."""
+    bonus_cap: PositiveFloat | None = None
+    """On a batch on which the env paid anything, scale the bonus down (never up) so that Σ|bonus| is at most
+    ``bonus_cap`` × Σ|env reward| of that batch: full exploration until the env pays, then the env's reward leads
+    wherever it is found. None = the paper's bonus, the same weight whatever the env pays. On sparse MountainCar it
+    did not make VIME exploit the goal it found (docs/vime.md)."""
     bnn_hiddens: Annotated[list[PositiveInt], Field(min_length=1)] = [32]
     """Widths of the dynamics BNN's ReLU hidden layers (paper: one layer of 32)."""
     prior_std: PositiveFloat = 0.5

@@ -53,7 +53,8 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
 
     1. the information gain of every valid transition under the current BNN (none on the first iteration, when
        the BNN has seen no data), divided by the mean of the last ``normalize_window`` iterations' median IG and
-       weighted by η (decayed by ``eta_decay`` per iteration), is added to the env reward;
+       weighted by η (decayed by ``eta_decay`` per iteration), less the batch's mean with ``center_bonus``, is
+       added to the env reward;
     2. the transitions join the replay pool, whose statistics then standardize the BNN's inputs and targets.
 
     Then the BNN, an auxiliary module (its own Adam at ``bnn_lr``), takes ``bnn_updates`` ELBO steps during the
@@ -110,13 +111,17 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
             scale = sum(self.ig_medians) / len(self.ig_medians)
             eta = c.eta * c.eta_decay**bnn.bonus_iterations.item()
             bonus = eta * ig / scale if scale > 0 else torch.zeros_like(ig)
+            if c.center_bonus:
+                bonus = bonus - bonus.mean()
+            env_total = columns[Columns.REWARDS][mask].abs().sum().item()
+            if c.bonus_cap is not None and env_total > 0:
+                bonus = bonus * min(1.0, c.bonus_cap * env_total / max(bonus.abs().sum().item(), 1e-12))
             values[mask] = bonus
             bnn.bonus_iterations += 1
             stats = {"bonus_mean": bonus.mean().item(), "ig_mean": ig.mean().item(),
                      "ig_median": self.ig_medians[-1], "eta": eta}
-            env_total = columns[Columns.REWARDS][mask].abs().sum().item()
             if env_total > 0:  # undefined while the env has paid nothing (a sparse task before the goal)
-                stats["ratio"] = bonus.sum().item() / env_total
+                stats["ratio"] = bonus.abs().sum().item() / env_total
             self.metrics.log_dict(stats, key=INTRINSIC, window=1)
         bnn.rewarded_steps += (columns[Columns.REWARDS][mask] != 0).sum()
         self.metrics.log_dict({"reward_found": float(bnn.rewarded_steps > 0),
