@@ -145,13 +145,15 @@ def test_bf16_autocast_keeps_iaf_vaes_losses_near_fp32s():
 
 
 def test_channels_last_gives_a_conv_models_losses():
-    """InfoGAN with the paper's MNIST conv nets on digits, 10 steps. Measured: the first two steps agree to 1.2e-6
-    (float rounding: the convs sum in another order), then Adam's sign-like first steps amplify it to at most 0.011
-    (loss/info ~0.34) by step 10. Tolerances: 1e-5 for steps 0-1, 0.05 over 10 steps."""
+    """InfoGAN with the paper's MNIST conv nets on digits, 10 steps. Measured: step 0 (same weights, forward only)
+    agrees to 1.2e-6 on an Intel CPU and 9e-6 on an AMD EPYC (float rounding: the convs sum in another order, and
+    oneDNN picks its kernels per CPU); from step 1 Adam's sign-like first steps amplify it (step 1: 1.2e-6 on the
+    Intel, 5e-4 on the EPYC) to at most 0.011 (loss/info ~0.34) by step 10. Tolerances: 1e-4 at step 0, 0.05 over
+    10 steps."""
     plain = losses(INFOGAN, CONV_INFOGAN, steps=10)
     nhwc = losses(INFOGAN, CONV_INFOGAN + ["perf.channels_last=true"], steps=10)
     step_gaps = gaps(plain, nhwc)
-    assert max(step_gaps[:2]) < 1e-5, step_gaps
+    assert step_gaps[0] < 1e-4, step_gaps
     assert max(step_gaps) < 0.05, step_gaps
 
 
