@@ -68,7 +68,8 @@ def test_ddp_run_recovers_from_a_worker_failure_and_is_tracked(tmp_path, ray_loc
     # printed a core_worker error line at every run): none was started, not even one that has since died.
     from ray.util.state import list_actors
 
-    assert not list_actors(filters=[("class_name", "=", "PreemptionWatcher")], limit=10, timeout=120)  # a loaded machine
+    # (120 s for the state API's answer on a loaded machine; its default 30 s ran out once)
+    assert not list_actors(filters=[("class_name", "=", "PreemptionWatcher")], limit=10, timeout=120)
 
 
 def test_a_failing_run_is_recorded_as_failed_with_its_reason(tmp_path, ray_local):
