@@ -53,8 +53,8 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
 
     1. the information gain of every valid transition under the current BNN (none on the first iteration, when
        the BNN has seen no data), divided by the mean of the last ``normalize_window`` iterations' median IG and
-       weighted by η (decayed by ``eta_decay`` per iteration), less the batch's mean with ``center_bonus``, is
-       added to the env reward;
+       weighted by η (decayed by ``eta_decay`` per iteration), less the batch's mean with ``center_bonus`` and
+       scaled down to ``bonus_cap`` × what the env paid where it paid, is added to the env reward;
     2. the transitions join the replay pool, whose statistics then standardize the BNN's inputs and targets.
 
     Then the BNN, an auxiliary module (its own Adam at ``bnn_lr``), takes ``bnn_updates`` ELBO steps during the
