@@ -228,35 +228,32 @@ def test_reward_piece_adds_the_normalized_bonus_to_the_valid_rows_only():
     assert reduced[EXPLORE] == {"reward_found": 1.0, "rewarded_steps": float(first_mask.sum() + mask.sum())}
 
 
-def test_a_centred_bonus_pays_only_above_the_batchs_average_information_gain():
-    config = tiny_config(eta=0.5, center_bonus=True)
+def bonus_on_the_second_batch(**training) -> tuple[torch.Tensor, object]:
+    """What the reward piece added to CartPole's +1 on the valid rows of a second 100-step batch (the first fills the
+    BNN's pool and gets none), and the learner."""
+    config = tiny_config(**training)
     learner = config.build_learner(env=gym.make(config.env))
     pipeline = ray_compat.learner_connector(learner)
     runner = SingleAgentEnvRunner(config=config)
     for episodes in (runner.sample(num_timesteps=100), runner.sample(num_timesteps=100)):
         out = pipeline(rl_module=learner.module, batch={}, episodes=episodes, shared_data={}, metrics=learner.metrics)
     policy = out[DEFAULT_MODULE_ID]
-    mask = policy[Columns.LOSS_MASK]
-    added = policy[Columns.REWARDS][mask] - 1.0  # CartPole pays +1 a step
+    return policy[Columns.REWARDS][policy[Columns.LOSS_MASK]] - 1.0, learner
+
+
+def test_a_centred_bonus_pays_only_above_the_batchs_average_information_gain():
+    added, learner = bonus_on_the_second_batch(eta=0.5, center_bonus=True)
     # Zero on average, so a longer episode earns nothing for being longer; the novel transitions still earn.
     torch.testing.assert_close(added.mean(), torch.tensor(0.0), rtol=0, atol=1e-5)
     assert (added > 0).any() and (added < 0).any()
     stats = learner.metrics.reduce()[INTRINSIC]
     assert abs(float(stats["bonus_mean"])) < 1e-5
-    assert math.isclose(stats["ratio"], added.abs().sum().item() / mask.sum().item(), rel_tol=1e-5)  # |bonus|
+    assert math.isclose(stats["ratio"], added.abs().sum().item() / len(added), rel_tol=1e-5)  # |bonus| / |env|
 
 
 def test_a_capped_bonus_is_at_most_its_share_of_what_the_env_paid():
-    config = tiny_config(eta=0.5, bonus_cap=0.1)
-    learner = config.build_learner(env=gym.make(config.env))
-    pipeline = ray_compat.learner_connector(learner)
-    runner = SingleAgentEnvRunner(config=config)
-    for episodes in (runner.sample(num_timesteps=100), runner.sample(num_timesteps=100)):
-        out = pipeline(rl_module=learner.module, batch={}, episodes=episodes, shared_data={}, metrics=learner.metrics)
-    policy = out[DEFAULT_MODULE_ID]
-    mask = policy[Columns.LOSS_MASK]
-    added = policy[Columns.REWARDS][mask] - 1.0  # CartPole pays +1 a step: η 0.5 alone would add ~0.5 a step
-    torch.testing.assert_close(added.sum(), 0.1 * mask.sum().float(), rtol=1e-4, atol=0)
+    added, _ = bonus_on_the_second_batch(eta=0.5, bonus_cap=0.1)  # η 0.5 alone: a median bonus of 0.5 a step
+    torch.testing.assert_close(added.sum(), torch.tensor(0.1 * len(added)), rtol=1e-4, atol=0)
     assert (added > 0).all()  # scaled, not shifted: the rarest transitions still earn the most
 
 
