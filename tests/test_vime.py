@@ -257,6 +257,13 @@ def test_a_capped_bonus_is_at_most_its_share_of_what_the_env_paid():
     assert (added > 0).all()  # scaled, not shifted: the rarest transitions still earn the most
 
 
+def test_a_mean_normalized_bonus_averages_eta_per_step():
+    added, _ = bonus_on_the_second_batch(eta=0.5, ig_normalizer="mean")
+    # The first bonus iteration divides IG by its own mean: η per step on average, the rarest transitions the most.
+    torch.testing.assert_close(added.mean(), torch.tensor(0.5), rtol=1e-4, atol=0)
+    assert added.max() > 0.5 > added.min() > 0
+
+
 def test_eta_zero_is_plain_ppo_rewards_and_eta_decays():
     config = tiny_config(eta=0.0)
     learner = config.build_learner(env=gym.make(config.env))
@@ -288,6 +295,11 @@ def test_eta_zero_is_plain_ppo_rewards_and_eta_decays():
     restored.module[BNN_ID].set_state(decaying.module[BNN_ID].get_state())
     assert etas(restored, 2) == [None, 0.125]
     assert rewarded[id(restored)] > rewarded[id(decaying)] > 0  # counted on from the restored state
+    # CartPole pays on every step, so reward is found on the first batch: η decays from the second on.
+    after_reward = tiny_config(eta=1.0, eta_decay_after_reward=0.5).build_learner(env=gym.make(config.env))
+    assert etas(after_reward, 3) == [None, 0.5, 0.25]
+    switched_off = tiny_config(eta=1.0, eta_decay_after_reward=0.0).build_learner(env=gym.make(config.env))
+    assert etas(switched_off, 2) == [None, 0.0]
 
 
 # ------------------------------------------------------------------------------------ config and specs

@@ -38,6 +38,10 @@ class VIMEHparams(Hparams):
     """Weight η of the bonus: r + η · IG / (running median of IG); 0 = plain PPO (the BNN still trains)."""
     eta_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
     """η is multiplied by this after every iteration (openai/vime's eta_discount); 1 = constant."""
+    eta_decay_after_reward: Annotated[float, Field(ge=0, le=1)] = 1.0
+    """Once the env has paid anything (``explore/reward_found``), η is also multiplied by this after every
+    iteration, from the iteration after the first rewarded transition: explore until reward is found, then let the
+    env's reward lead. 1 = the paper's bonus, which does not care whether reward was found; 0 = no bonus after it."""
     center_bonus: bool = False
     """Subtract the batch's mean bonus, so that a transition earns only for more information than the batch's
     average and a longer episode earns nothing by being longer (the paper's bonus is positive on every step). A
@@ -74,7 +78,13 @@ class VIMEHparams(Hparams):
     """Step size λ of the one-step posterior update whose KL is the information gain (cancels in the median
     normalization for `second_order`)."""
     normalize_window: PositiveInt = 10
-    """IG is divided by the mean of the per-iteration IG medians of this many last iterations (openai/vime)."""
+    """IG is divided by the mean of the per-iteration IG medians (or means) of this many last iterations
+    (openai/vime)."""
+    ig_normalizer: Literal["median", "mean"] = "median"
+    """Which per-iteration statistic of IG the bonus is divided by. `median` (openai/vime): once the policy repeats
+    what the BNN has learned, most transitions carry almost no information, the median collapses, and any
+    deviation earns a bonus orders of magnitude above the env's reward. `mean`: the bonus averages η per step
+    whatever the policy does (the outliers are in the mean), so η sets how much exploration is worth."""
 
     def check(self, ctx: RunContext) -> list[str]:
         problems = []

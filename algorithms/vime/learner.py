@@ -52,9 +52,11 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
     Once per iteration, on the whole train batch and before GAE (the reward piece, ``mode="add"``):
 
     1. the information gain of every valid transition under the current BNN (none on the first iteration, when
-       the BNN has seen no data), divided by the mean of the last ``normalize_window`` iterations' median IG and
-       weighted by η (decayed by ``eta_decay`` per iteration), less the batch's mean with ``center_bonus`` and
-       scaled down to ``bonus_cap`` × what the env paid where it paid, is added to the env reward;
+       the BNN has seen no data), divided by the mean of the last ``normalize_window`` iterations' median IG (or
+       mean IG, ``ig_normalizer``) and weighted by η (decayed by ``eta_decay`` per iteration, and by
+       ``eta_decay_after_reward`` per iteration once the env has paid anything), less the batch's mean with
+       ``center_bonus`` and scaled down to ``bonus_cap`` × what the env paid where it paid, is added to the env
+       reward;
     2. the transitions join the replay pool, whose statistics then standardize the BNN's inputs and targets.
 
     Then the BNN, an auxiliary module (its own Adam at ``bnn_lr``), takes ``bnn_updates`` ELBO steps during the
@@ -69,7 +71,7 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
         super().build()
         bnn: BayesianDynamics = self.module[BNN_ID].unwrapped()
         self.pool = ReplayPool(self.config.replay_pool_size, bnn.in_dim, bnn.obs_dim, self.device)
-        self.ig_medians: deque[float] = deque(maxlen=self.config.normalize_window)
+        self.ig_scales: deque[float] = deque(maxlen=self.config.normalize_window)
         connectors.install(self, connectors.ModuleReward(module_id=BNN_ID, reward_fn=self._bonus, mode="add",
                                                          next_obs=True, keep=self.keep_aux_data))
 
@@ -105,11 +107,14 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
         raw_inputs = bnn.raw_inputs(obs, columns[Columns.ACTIONS][mask])
         deltas = (next_obs - obs).flatten(1).float()
         values = torch.zeros_like(columns[Columns.REWARDS], dtype=torch.float32)
+        if bnn.rewarded_steps > 0:  # the env paid on an earlier batch
+            bnn.rewarded_iterations += 1
         if len(self.pool) > 0 and len(raw_inputs) > 0:
             ig = self.information_gain(bnn, raw_inputs, deltas)
-            self.ig_medians.append(ig.median().item())
-            scale = sum(self.ig_medians) / len(self.ig_medians)
-            eta = c.eta * c.eta_decay**bnn.bonus_iterations.item()
+            self.ig_scales.append((ig.median() if c.ig_normalizer == "median" else ig.mean()).item())
+            scale = sum(self.ig_scales) / len(self.ig_scales)
+            eta = (c.eta * c.eta_decay**bnn.bonus_iterations.item()
+                   * c.eta_decay_after_reward**bnn.rewarded_iterations.item())
             bonus = eta * ig / scale if scale > 0 else torch.zeros_like(ig)
             if c.center_bonus:
                 bonus = bonus - bonus.mean()
@@ -119,7 +124,7 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
             values[mask] = bonus
             bnn.bonus_iterations += 1
             stats = {"bonus_mean": bonus.mean().item(), "ig_mean": ig.mean().item(),
-                     "ig_median": self.ig_medians[-1], "eta": eta}
+                     "ig_median": ig.median().item(), "eta": eta}
             if env_total > 0:  # undefined while the env has paid nothing (a sparse task before the goal)
                 stats["ratio"] = bonus.abs().sum().item() / env_total
             self.metrics.log_dict(stats, key=INTRINSIC, window=1)

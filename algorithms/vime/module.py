@@ -61,9 +61,11 @@ class BayesianDynamics(TorchRLModule):
         self.register_buffer("out_mean", torch.zeros(self.obs_dim))
         self.register_buffer("out_std", torch.ones(self.obs_dim))
         # The learner's counters, here so that they are checkpointed with the model: iterations that paid a bonus
-        # (η's decay) and transitions so far on which the env paid reward (explore/*).
+        # (η's decay), transitions so far on which the env paid reward (explore/*) and iterations since the first
+        # (η's decay after reward).
         self.register_buffer("bonus_iterations", torch.zeros((), dtype=torch.long))
         self.register_buffer("rewarded_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("rewarded_iterations", torch.zeros((), dtype=torch.long))
         register_action_bounds(self, self.act_dim)
 
     @property
