@@ -169,7 +169,7 @@ def test_a_report_from_a_real_study_has_every_section_and_opens_in_a_browser(tmp
     assert f"<title>ok {n_images} images</title>" in dom.stdout, dom.stdout[:500]
 
 
-def test_a_claims_stand_in_note_is_shown_only_for_arms_on_the_stand_ins_dataset():
+def test_a_claims_stand_in_note_is_shown_only_for_arms_on_the_stand_ins_dataset_or_env():
     from genlab.report import Arm, _stand_in
 
     claim = papers.load("improved_gan").claim("mnist-100-labels")  # its stand-in: the 8x8 digits
@@ -177,6 +177,11 @@ def test_a_claims_stand_in_note_is_shown_only_for_arms_on_the_stand_ins_dataset(
     on_mnist5k = _stand_in("improved_gan", claim, Arm("Improved-GAN", "improved_gan", [], "mnist5k"))
     assert on_digits == f" (stand-in: {claim.ci.note})" and "8x8" in on_digits
     assert on_mnist5k == " (data: mnist5k)"  # real MNIST digits are not described as the 8x8 stand-in
+    # The same for an RL arm's env: VIME's MountainCar claims have the weak-engine task as their stand-in.
+    claim = papers.load("vime").claim("sparse-mountaincar")
+    weak = _stand_in("vime", claim, Arm("VIME", "vime", [], env="genlab/SparseMountainCarWeakEngine-v0"))
+    standard = _stand_in("vime", claim, Arm("VIME", "vime", [], env="genlab/SparseMountainCar-v0"))
+    assert weak == f" (stand-in: {claim.ci.note})" and standard == " (env: genlab/SparseMountainCar-v0)"
 
 
 def test_the_learning_curves_cover_a_compared_metric_when_no_arm_claims_a_paper_number():

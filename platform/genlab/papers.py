@@ -113,14 +113,24 @@ def load(method: str) -> Paper | None:
     return validate(Paper, read_yaml(path), source=str(path), kind="paper file")
 
 
-def stand_in_dataset(method: str, claim: Claim) -> str | None:
-    """The ``data.name`` of the claim's stand-in spec (None: no stand-in, an RL spec, or its file is not here)."""
+def _stand_in_spec(method: str, claim: Claim) -> dict:
+    """The claim's stand-in spec as written ({}: no stand-in, or its file is not here)."""
     from genlab.config import read_yaml
 
     if claim.ci is None:
-        return None
+        return {}
     path = paper_path(method).parents[2] / claim.ci.spec  # specs are relative to the repository root
-    return (read_yaml(path).get("data") or {}).get("name") if path.is_file() else None
+    return read_yaml(path) if path.is_file() else {}
+
+
+def stand_in_dataset(method: str, claim: Claim) -> str | None:
+    """The ``data.name`` of the claim's stand-in spec (None: no stand-in, an RL spec, or its file is not here)."""
+    return (_stand_in_spec(method, claim).get("data") or {}).get("name")
+
+
+def stand_in_env(method: str, claim: Claim) -> str | None:
+    """The ``env.id`` of the claim's stand-in spec (None: no stand-in, a generative spec, or its file is not here)."""
+    return (_stand_in_spec(method, claim).get("env") or {}).get("id")
 
 
 def all_papers() -> dict[str, Paper]:

@@ -38,6 +38,8 @@ class Arm:
     claims: list[str]
     dataset: str | None = None
     """The arm's ``data.name`` (None for RL arms)."""
+    env: str | None = None
+    """The arm's ``env.id`` (None for generative arms)."""
     runs: list = field(default_factory=list)
     """Finished MLflow runs of this arm, one per seed."""
     failed: int = 0
@@ -82,7 +84,8 @@ def find_study(uri: str, name: str) -> Study:
     parent = parents[0]
     spec = _parent_spec(uri, parent.info.run_id)
     arms = {a["label"]: Arm(a["label"], a["run"]["algorithm"], a.get("claims", []),
-                            (a["run"].get("data") or {}).get("name")) for a in spec["arms"]}
+                            (a["run"].get("data") or {}).get("name"), (a["run"].get("env") or {}).get("id"))
+            for a in spec["arms"]}
     for run in tracking.children(uri, parent.info.run_id, parent.info.experiment_id):
         arm = arms.get(run.data.tags.get(TAG_ARM))
         if arm is None:
@@ -125,12 +128,15 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 
 def _stand_in(method: str, claim: papers.Claim, arm: Arm) -> str:
     """What the arm measures instead of the paper's task: the claim's stand-in note where the arm runs on the
-    stand-in's dataset, else the arm's dataset (e.g. mnist5k for a claim whose stand-in is the 8x8 digits)."""
+    stand-in's dataset or env, else the arm's own (e.g. mnist5k for a claim whose stand-in is the 8x8 digits; the
+    standard-engine MountainCar for one whose stand-in is the weak engine)."""
     if claim.ci is None:
         return ""
-    if arm.dataset is None or papers.stand_in_dataset(method, claim) in (None, arm.dataset):
-        return f" (stand-in: {claim.ci.note})"
-    return f" (data: {arm.dataset})"
+    if arm.dataset is not None and papers.stand_in_dataset(method, claim) not in (None, arm.dataset):
+        return f" (data: {arm.dataset})"
+    if arm.env is not None and papers.stand_in_env(method, claim) not in (None, arm.env):
+        return f" (env: {arm.env})"
+    return f" (stand-in: {claim.ci.note})"
 
 
 def claim_rows(study: Study) -> list[ClaimRow]:
