@@ -35,7 +35,8 @@ class VIMEHparams(Hparams):
     progress: ClassVar[tuple[str, ...]] = (f"{INTRINSIC}/bonus_mean", f"{EXPLORE}/reward_found")
 
     eta: NonNegativeFloat = 1e-4
-    """Weight η of the bonus: r + η · IG / (running median of IG); 0 = plain PPO (the BNN still trains)."""
+    """Weight η of the bonus: r + η · IG / (running median of IG, or mean: ``ig_normalizer``); 0 = plain PPO (the BNN
+    still trains)."""
     eta_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
     """η is multiplied by this after every iteration (openai/vime's eta_discount); 1 = constant."""
     eta_decay_after_reward: Annotated[float, Field(ge=0, le=1)] = 1.0
@@ -75,7 +76,7 @@ class VIMEHparams(Hparams):
     """`second_order`: the paper's closed form ½λ²∇ᵀH⁻¹∇ for every transition at once; `explicit`: take the step
     and compute the KL exactly, one transition at a time (slow; for checking)."""
     ig_step_size: PositiveFloat = 0.01
-    """Step size λ of the one-step posterior update whose KL is the information gain (cancels in the median
+    """Step size λ of the one-step posterior update whose KL is the information gain (cancels in the
     normalization for `second_order`)."""
     normalize_window: PositiveInt = 10
     """IG is divided by the mean of the per-iteration IG medians (or means) of this many last iterations
