@@ -108,6 +108,36 @@ def test_study_specs_are_checked_before_anything_runs(tmp_path):
     assert load({"seeds": None, "num_seeds": 4, "name": "t"}).seeds != drawn
 
 
+def test_resuming_a_study_whose_seeds_changed_is_refused_before_ray_starts(tmp_path, monkeypatch):
+    """Tune restores the grid a study started with: a seed added to the spec since would never run, and the study
+    would end "interrupted" again at every --resume. The check compares with the spec its MLflow run logged."""
+    from genlab import tracking
+    from genlab.runners.study import check_resume
+
+    monkeypatch.chdir(tmp_path)
+    sqlite_store(tmp_path / "mlflow.db")  # the specs' default store, in the working directory
+    raw = {"name": "s", "tuning_seeds": [0], "seeds": [1000, 1001], "arms": [
+        {"label": "a", "run": str(ROOT / "sweeps/improved_gan/digits.yaml")},
+        {"label": "b", "run": str(ROOT / "sweeps/improved_gan/digits.yaml"), "set": {"hparams.unlabeled_weight": 0}}]}
+    path = tmp_path / "study.yaml"
+
+    def spec(**changes):
+        path.write_text(yaml.safe_dump({**raw, **changes}))
+        return studies.load(path)
+
+    started, study_dir = spec(), tmp_path / "results" / "s"
+    uri = tracking.resolve_uri(started.tracking.uri)
+    tracking.open_run(uri, started.tracking.experiment, run_name="s", config=started.model_dump(mode="json"),
+                      tags={tracking.TAG_STUDY_DIR: str(study_dir)})
+    check_resume(started, study_dir)  # unchanged: resumes
+    check_resume(spec(seeds=[1000, 1001, 1002]), tmp_path / "results" / "other")  # another study's folder: no run
+    with pytest.raises(SpecError, match=re.escape("was started with arms ['a', 'b'] on seeds [1000, 1001], and its "
+                                                  "spec now has arms ['a', 'b'] on seeds [1000, 1001, 1002]")):
+        check_resume(spec(seeds=[1000, 1001, 1002]), study_dir)
+    with pytest.raises(SpecError, match="--set name=s-more"):
+        check_resume(spec(arms=raw["arms"][:1]), study_dir)
+
+
 # --------------------------------------------------------------------------------------------- a real study
 
 STUDY = {

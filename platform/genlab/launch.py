@@ -231,7 +231,9 @@ def study(spec, *, overrides: list[str] = (), storage: str | Path | None = None,
     preflight(spec, source=source, num_cpus=num_cpus)
     uri = tracking.resolve_uri(spec.tracking.uri)
     folder = storage_dir(storage or default_storage(), uri)
-    run_storage.check_can_start("study", folder, spec.name, resume)
+    study_dir = run_storage.check_can_start("study", folder, spec.name, resume)
+    if resume:
+        study_runner.check_resume(spec, study_dir)
     start_ray(num_cpus, quiet=True)
     return Launched(spec, folder, uri, study_runner.run(spec, storage_path=folder, resume=resume))
 

@@ -56,6 +56,26 @@ def _resources(arms: dict):
     return resources
 
 
+def check_resume(spec: StudySpec, study_dir: Path) -> None:
+    """Refuse ``--resume`` of a study whose arms or seeds changed since it started: Tune restores the grid it
+    started, so a new seed or arm would never run and the study would end "interrupted" again and again."""
+    import yaml
+
+    uri = tracking.resolve_uri(spec.tracking.uri)
+    exp = tracking.find_experiment(uri, spec.tracking.experiment)
+    parent = exp and tracking.find_run(uri, exp.experiment_id, tracking.TAG_STUDY_DIR, str(study_dir))
+    if not parent:  # started before it could log its spec: nothing to compare
+        return
+    started = yaml.safe_load(tracking.read_artifact(uri, parent.info.run_id, "spec/resolved.yaml"))
+    was = [a["label"] for a in started["arms"]], sorted(started["seeds"])
+    now = [a.label for a in spec.arms], sorted(spec.seeds)
+    if was != now:
+        raise errors.SpecError(
+            f"--resume: study {spec.name!r} was started with arms {was[0]} on seeds {was[1]}, and its spec now has "
+            f"arms {now[0]} on seeds {now[1]}; --resume only finishes the runs it started. Restore the spec to "
+            f"finish them, and run new seeds or arms as a study of their own name (e.g. --set name={spec.name}-more)")
+
+
 def run(spec: StudySpec, *, storage_path: str | Path = "results", resume: bool = False) -> StudySummary:
     """Run (or with ``resume=True`` finish) the study; returns its summary."""
     from ray import tune
