@@ -136,6 +136,8 @@ def test_resuming_a_study_whose_seeds_changed_is_refused_before_ray_starts(tmp_p
         check_resume(spec(seeds=[1000, 1001, 1002]), study_dir)
     with pytest.raises(SpecError, match="--set name=s-more"):
         check_resume(spec(arms=raw["arms"][:1]), study_dir)
+    # A tracker that does not answer is left to the study's start, which says so in one line.
+    check_resume(spec(seeds=[1000, 1001, 1002], tracking={"uri": "http://127.0.0.1:9"}), study_dir)
 
 
 # --------------------------------------------------------------------------------------------- a real study

@@ -61,12 +61,21 @@ def check_resume(spec: StudySpec, study_dir: Path) -> None:
     started, so a new seed or arm would never run and the study would end "interrupted" again and again."""
     import yaml
 
+    from genlab.mlflow_http import bounded_http, quiet_retries, transient
+
     uri = tracking.resolve_uri(spec.tracking.uri)
-    exp = tracking.find_experiment(uri, spec.tracking.experiment)
-    parent = exp and tracking.find_run(uri, exp.experiment_id, tracking.TAG_STUDY_DIR, str(study_dir))
-    if not parent:  # started before it could log its spec: nothing to compare
-        return
-    started = yaml.safe_load(tracking.read_artifact(uri, parent.info.run_id, "spec/resolved.yaml"))
+    bounded_http()
+    try:
+        with quiet_retries():
+            exp = tracking.find_experiment(uri, spec.tracking.experiment)
+            parent = exp and tracking.find_run(uri, exp.experiment_id, tracking.TAG_STUDY_DIR, str(study_dir))
+            if not parent:  # started before it could log its spec: nothing to compare
+                return
+            started = yaml.safe_load(tracking.read_artifact(uri, parent.info.run_id, "spec/resolved.yaml"))
+    except Exception as e:
+        if transient(e):  # the tracker does not answer: the study's own start says so, in one line
+            return
+        raise
     was = [a["label"] for a in started["arms"]], sorted(started["seeds"])
     now = [a.label for a in spec.arms], sorted(spec.seeds)
     if was != now:
