@@ -75,10 +75,7 @@ def register(uri: str, run_id: str, name_prefix: str, tags: dict[str, str]) -> l
 
 def run_spec(uri: str, run_id: str) -> RunSpec:
     """The resolved spec a run trained with (``spec/resolved.yaml``)."""
-    import yaml
-
-    raw = yaml.safe_load(tracking.read_artifact(uri, run_id, "spec/resolved.yaml"))
-    return config.run_from_dict(raw, source=f"run {run_id}'s spec/resolved.yaml")
+    return config.run_from_dict(tracking.read_spec(uri, run_id), source=f"run {run_id}'s {tracking.SPEC_ARTIFACT}")
 
 
 def load(run_id: str, uri: str | None = None):

@@ -82,7 +82,7 @@ def find_study(uri: str, name: str) -> Study:
         raise SpecError(f"no study named {name!r} at {uri}; studies there: {', '.join(studies) or 'none'} "
                         "(run one with `genlab study <spec>`)")
     parent = parents[0]
-    spec = _parent_spec(uri, parent.info.run_id)
+    spec = tracking.read_spec(uri, parent.info.run_id)
     arms = {a["label"]: Arm(a["label"], a["run"]["algorithm"], a.get("claims", []),
                             (a["run"].get("data") or {}).get("name"), (a["run"].get("env") or {}).get("id"))
             for a in spec["arms"]}
@@ -97,12 +97,6 @@ def find_study(uri: str, name: str) -> Study:
     for arm in arms.values():
         arm.runs.sort(key=lambda r: int(r.data.tags.get(TAG_SEED, 0)))
     return Study(name, parent, arms, spec.get("comparisons", []), spec["seeds"], spec.get("tuning_seeds"))
-
-
-def _parent_spec(uri: str, run_id: str) -> dict:
-    import yaml
-
-    return yaml.safe_load(tracking.read_artifact(uri, run_id, "spec/resolved.yaml"))
 
 
 # ----------------------------------------------------------------------------------------- the analysis

@@ -234,9 +234,18 @@ def logged_models(uri: str, run_id: str) -> dict:
     return {m.name: m for m in found if str(m.status) == "READY"}
 
 
+SPEC_ARTIFACT = "spec/resolved.yaml"
+"""Where a run's resolved spec is logged (``open_run``) and read back (``read_spec``)."""
+
+
 def read_artifact(uri: str, run_id: str, path: str) -> bytes:
     with tempfile.TemporaryDirectory() as d:
         return Path(client(uri).download_artifacts(run_id, path, d)).read_bytes()
+
+
+def read_spec(uri: str, run_id: str) -> dict:
+    """The resolved spec a run (or a sweep's or study's parent run) logged at its start (``spec/resolved.yaml``)."""
+    return yaml.safe_load(read_artifact(uri, run_id, SPEC_ARTIFACT))
 
 
 def metric_history(uri: str, run_id: str, metric: str) -> dict[int, float]:
@@ -281,7 +290,7 @@ def open_run(uri: str, experiment: str, *, run_name: str, config: dict, tags: di
     params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
     for i in range(0, len(params), 100):
         c.log_batch(rid, params=params[i : i + 100])
-    c.log_text(rid, yaml.safe_dump(config, sort_keys=False), "spec/resolved.yaml")
+    c.log_text(rid, yaml.safe_dump(config, sort_keys=False), SPEC_ARTIFACT)
     c.log_text(rid, all_tags[TAG_SOURCE], "spec/command.txt")
     c.log_dict(rid, {"git_commit": commit, "genlab_code": code_path(), **package_versions()},
                "spec/environment.json")

@@ -72,7 +72,7 @@ def run_one(task: str, method: str, seed: int, budget: int | None, overrides: li
     spec = gconfig.load_run(path, sets)
     Highest.seen = []
     algo = registry.rllib_config(spec.algorithm, spec.hparams_obj(), spec.context()).callbacks(Highest).build_algo()
-    t0, first, curve, entropy, returns, tail = time.perf_counter(), None, [], [], [], []
+    t0, first, curve, entropy, returns, mean_over_median = time.perf_counter(), None, [], [], [], []
     try:
         for it in range(1, spec.budget.epochs + 1):
             m = from_result(algo.train())
@@ -83,7 +83,7 @@ def run_one(task: str, method: str, seed: int, budget: int | None, overrides: li
             entropy.append(m.get("loss/entropy", float("nan")))
             returns.append(m.get("env/episode_return_mean", float("nan")))
             median = m.get("intrinsic/ig_median", float("nan"))
-            tail.append(m.get("intrinsic/ig_mean", float("nan")) / median if median else float("nan"))
+            mean_over_median.append(m.get("intrinsic/ig_mean", float("nan")) / median if median else float("nan"))
             if it % 10 == 0:
                 print(f"  {method} seed {seed}: iteration {it}/{spec.budget.epochs}, highest so far "
                       f"{max(Highest.seen):.2f}, rewarded transitions {m.get('explore/rewarded_steps', 0):.0f}, "
@@ -98,7 +98,7 @@ def run_one(task: str, method: str, seed: int, budget: int | None, overrides: li
     return {"task": task, "method": method, "seed": seed, "iterations": spec.budget.epochs, "first_reward": first,
             "rewarded_steps": m.get("explore/rewarded_steps", 0.0), "highest": max(Highest.seen),
             "final_return": final, "final_sampled_return": sampled, "found_curve": curve, "entropy_curve": entropy,
-            "return_curve": returns, "ig_mean_over_median_curve": tail,
+            "return_curve": returns, "ig_mean_over_median_curve": mean_over_median,
             "seconds": time.perf_counter() - t0, "overrides": overrides}
 
 

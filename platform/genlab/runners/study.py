@@ -59,8 +59,6 @@ def _resources(arms: dict):
 def check_resume(spec: StudySpec, study_dir: Path) -> None:
     """Refuse ``--resume`` of a study whose arms or seeds changed since it started: Tune restores the grid it
     started, so a new seed or arm would never run and the study would end "interrupted" again and again."""
-    import yaml
-
     from genlab.mlflow_http import bounded_http, quiet_retries, transient
 
     uri = tracking.resolve_uri(spec.tracking.uri)
@@ -71,7 +69,7 @@ def check_resume(spec: StudySpec, study_dir: Path) -> None:
             parent = exp and tracking.find_run(uri, exp.experiment_id, tracking.TAG_STUDY_DIR, str(study_dir))
             if not parent:  # started before it could log its spec: nothing to compare
                 return
-            started = yaml.safe_load(tracking.read_artifact(uri, parent.info.run_id, "spec/resolved.yaml"))
+            started = tracking.read_spec(uri, parent.info.run_id)
     except Exception as e:
         if transient(e):  # the tracker does not answer: the study's own start says so, in one line
             return
