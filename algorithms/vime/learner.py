@@ -111,7 +111,8 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
             bnn.rewarded_iterations += 1
         if len(self.pool) > 0 and len(raw_inputs) > 0:
             ig = self.information_gain(bnn, raw_inputs, deltas)
-            self.ig_scales.append((ig.median() if c.ig_normalizer == "median" else ig.mean()).item())
+            summary = {"median": ig.median().item(), "mean": ig.mean().item()}
+            self.ig_scales.append(summary[c.ig_normalizer])
             scale = sum(self.ig_scales) / len(self.ig_scales)
             eta = (c.eta * c.eta_decay**bnn.bonus_iterations.item()
                    * c.eta_decay_after_reward**bnn.rewarded_iterations.item())
@@ -123,8 +124,8 @@ class VIMELearner(AuxiliaryModules, PPOTorchLearner):
                 bonus = bonus * min(1.0, c.bonus_cap * env_total / max(bonus.abs().sum().item(), 1e-12))
             values[mask] = bonus
             bnn.bonus_iterations += 1
-            stats = {"bonus_mean": bonus.mean().item(), "ig_mean": ig.mean().item(),
-                     "ig_median": ig.median().item(), "eta": eta}
+            stats = {"bonus_mean": bonus.mean().item(), "ig_mean": summary["mean"], "ig_median": summary["median"],
+                     "eta": eta}
             if env_total > 0:  # undefined while the env has paid nothing (a sparse task before the goal)
                 stats["ratio"] = bonus.abs().sum().item() / env_total
             self.metrics.log_dict(stats, key=INTRINSIC, window=1)
