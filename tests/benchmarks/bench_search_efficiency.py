@@ -134,6 +134,8 @@ def main() -> None:
                    help=f"comma-separated, random first (the ratios' numerator); of {', '.join(VARIANTS)}")
     p.add_argument("--run-out", action="store_true", help="run every sweep to its end (default: end it at the "
                                                               "target, where nothing after counts)")
+    p.add_argument("--seed-name", default="search-efficiency",
+                   help="the name the repeats' held-out seeds are drawn by (a new measurement: a new name, new seeds)")
     p.add_argument("--pilot", help="comma-separated development seeds: run random trials on them, print the "
                                    "fraction reaching each target, and stop")
     args = p.parse_args()
@@ -149,7 +151,7 @@ def main() -> None:
              runtime_env={"env_vars": genlab.RAY_ENV_VARS})
     spent: dict[str, list[float]] = {v: [] for v in variants}
     epochs_spent: dict[str, list[int]] = {v: [] for v in variants}
-    seeds = held_out_seeds("search-efficiency", args.repeats)  # the runs' own seed and data seed, one per repeat
+    seeds = held_out_seeds(args.seed_name, args.repeats)  # the runs' own seed and data seed, one per repeat
     repeats = range(args.repeats)
     try:
         with tempfile.TemporaryDirectory() as tmp:
