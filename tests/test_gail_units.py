@@ -323,6 +323,28 @@ def test_discriminator_takes_disc_steps_per_update_or_none_when_frozen(freeze: b
     assert set(result[DISC_ID]) >= ({"reward_mean"} if freeze else set(DISC_METRICS))
 
 
+def test_bc_weight_adds_the_policys_nll_of_expert_pairs_and_pulls_it_toward_the_expert():
+    """``bc_weight`` β > 0: each policy minibatch's loss adds β × the policy's mean NLL of expert pairs (by hand: the
+    cross-entropy of its logits and the expert's actions); after a few updates the expert's actions are likelier
+    under the policy than without it, and the learner reports the NLL (``loss/bc_nll``)."""
+    nll = {}
+    for beta in (0.0, 1.0):
+        learner, episodes = learner_and_episodes(tiny_config(bc_weight=beta, lr=1e-2), n_steps=200)
+        obs, actions = learner.expert_obs, learner.expert_actions
+        logits = learner.module[DEFAULT_MODULE_ID].unwrapped().forward_train({Columns.OBS: obs})[
+            Columns.ACTION_DIST_INPUTS]
+        torch.testing.assert_close(learner.bc_nll(obs, actions), torch.nn.functional.cross_entropy(logits, actions))
+        before = learner.bc_nll(obs, actions).item()
+        for update in (1, 2, 3):
+            result = learner.update(episodes=copy.deepcopy(episodes),
+                                    timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 200 * update}, num_epochs=2,
+                                    minibatch_size=50)
+        nll[beta] = (before, learner.bc_nll(obs, actions).item())
+        assert ("bc_nll" in result[DEFAULT_MODULE_ID]) == (beta > 0)
+    assert nll[1.0][1] < nll[1.0][0] - 0.05, nll
+    assert nll[1.0][1] < nll[0.0][1] - 0.05, nll
+
+
 def test_discriminator_is_not_even_run_on_minibatches_past_its_budget():
     """D's forward pass and loss happen only on the minibatches that train it (PPO's speed)."""
     learner, episodes = learner_and_episodes(tiny_config(disc_steps=2), n_steps=200)
