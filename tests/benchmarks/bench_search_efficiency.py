@@ -23,15 +23,13 @@ pilot's.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-import genlab
-from genlab import config, stats
+from genlab import config, launch, stats
 from genlab.runners import sweep
 from genlab.studies import held_out_seeds
 
@@ -134,6 +132,8 @@ def main() -> None:
                    help=f"comma-separated, random first (the ratios' numerator); of {', '.join(VARIANTS)}")
     p.add_argument("--run-out", action="store_true", help="run every sweep to its end (default: end it at the "
                                                               "target, where nothing after counts)")
+    p.add_argument("--repeat-from", type=int, default=0,
+                   help="skip the repeats before this one (to finish an interrupted measurement)")
     p.add_argument("--seed-name", default="search-efficiency",
                    help="the name the repeats' held-out seeds are drawn by (a new measurement: a new name, new seeds)")
     p.add_argument("--pilot", help="comma-separated development seeds: run random trials on them, print the "
@@ -146,13 +146,14 @@ def main() -> None:
     spec_path = ROOT / "sweeps/improved_gan" / f"{args.spec}.yaml"
     variants = {v: VARIANTS[v] for v in args.variants.split(",")}
 
-    os.environ.update({k: v for k, v in genlab.RAY_ENV_VARS.items() if k not in os.environ})
-    ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR",
-             runtime_env={"env_vars": genlab.RAY_ENV_VARS})
+    # genlab's own local Ray (what `genlab sweep` starts): its dashboard address reaches every Ray process, so that
+    # Ray Train's placement-group cleaner frees the CPUs of the trials Tune stops even with other Ray instances on the
+    # machine. (A plain ray.init here left them reserved, and the next trials waited for CPUs until they timed out.)
+    launch.start_ray(2, quiet=True)
     spent: dict[str, list[float]] = {v: [] for v in variants}
     epochs_spent: dict[str, list[int]] = {v: [] for v in variants}
     seeds = held_out_seeds(args.seed_name, args.repeats)  # the runs' own seed and data seed, one per repeat
-    repeats = range(args.repeats)
+    repeats = range(args.repeat_from, args.repeats)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             if args.pilot:
