@@ -324,25 +324,56 @@ def test_discriminator_takes_disc_steps_per_update_or_none_when_frozen(freeze: b
 
 
 def test_bc_weight_adds_the_policys_nll_of_expert_pairs_and_pulls_it_toward_the_expert():
-    """``bc_weight`` β > 0: each policy minibatch's loss adds β × the policy's mean NLL of expert pairs (by hand: the
-    cross-entropy of its logits and the expert's actions); after a few updates the expert's actions are likelier
-    under the policy than without it, and the learner reports the NLL (``loss/bc_nll``)."""
+    """``bc_weight`` β > 0, discrete actions: each policy minibatch's loss adds β × the policy's mean NLL of expert
+    pairs (by hand: the cross-entropy of its logits and the expert's actions); after a few updates the expert's
+    actions are likelier under the policy than without it, and the learner reports the loss (``loss/bc_loss``)."""
     nll = {}
     for beta in (0.0, 1.0):
         learner, episodes = learner_and_episodes(tiny_config(bc_weight=beta, lr=1e-2), n_steps=200)
         obs, actions = learner.expert_obs, learner.expert_actions
         logits = learner.module[DEFAULT_MODULE_ID].unwrapped().forward_train({Columns.OBS: obs})[
             Columns.ACTION_DIST_INPUTS]
-        torch.testing.assert_close(learner.bc_nll(obs, actions), torch.nn.functional.cross_entropy(logits, actions))
-        before = learner.bc_nll(obs, actions).item()
+        torch.testing.assert_close(learner.bc_loss(obs, actions), torch.nn.functional.cross_entropy(logits, actions))
+        before = learner.bc_loss(obs, actions).item()
         for update in (1, 2, 3):
             result = learner.update(episodes=copy.deepcopy(episodes),
                                     timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 200 * update}, num_epochs=2,
                                     minibatch_size=50)
-        nll[beta] = (before, learner.bc_nll(obs, actions).item())
-        assert ("bc_nll" in result[DEFAULT_MODULE_ID]) == (beta > 0)
+        nll[beta] = (before, learner.bc_loss(obs, actions).item())
+        assert ("bc_loss" in result[DEFAULT_MODULE_ID]) == (beta > 0)
     assert nll[1.0][1] < nll[1.0][0] - 0.05, nll
     assert nll[1.0][1] < nll[0.0][1] - 0.05, nll
+
+
+def test_bc_loss_of_continuous_actions_is_on_the_policys_mean_and_leaves_its_std_alone():
+    """Continuous actions: half the squared distance of the policy's mean action to the expert's (in the policy's
+    [-1, 1]); no gradient reaches the log-std half, so a deterministic expert does not end the policy's exploration."""
+    class PendulumExpert(ArrayExpertLearner):
+        expert = (np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32),
+                  np.linspace(-2.0, 2.0, 8, dtype=np.float32)[:, None])
+
+    config = GAILConfig().environment("Pendulum-v1").training(demos_path="unused", bc_weight=1.0).learners(
+        learner_class=PendulumExpert)
+    learner = config.build_learner(env=gym.make("Pendulum-v1"))
+    obs, actions = learner.expert_obs, learner.expert_actions
+    inputs = learner.module[DEFAULT_MODULE_ID].unwrapped().forward_train({Columns.OBS: obs})[
+        Columns.ACTION_DIST_INPUTS]
+    mean = inputs[:, :1].detach()
+    torch.testing.assert_close(actions, torch.linspace(-1.0, 1.0, 8)[:, None])  # the env's [-2, 2] in the policy's
+    torch.testing.assert_close(learner.bc_loss(obs, actions), 0.5 * ((mean - actions) ** 2).sum(-1).mean())
+    policy, seen = learner.module[DEFAULT_MODULE_ID].unwrapped(), []
+    forward = policy._forward_train
+
+    def keep_inputs(batch, **kw):
+        out = forward(batch, **kw)
+        out[Columns.ACTION_DIST_INPUTS].retain_grad()
+        seen.append(out[Columns.ACTION_DIST_INPUTS])
+        return out
+
+    policy._forward_train = keep_inputs
+    learner.bc_loss(obs, actions).backward()
+    (grad,) = [x.grad for x in seen]
+    assert grad[:, :1].abs().sum() > 0 and not grad[:, 1:].any()  # the means move; the log-stds get nothing
 
 
 def test_discriminator_is_not_even_run_on_minibatches_past_its_budget():

@@ -16,8 +16,8 @@ from genlab.rl.hparams import PPO_METRICS
 
 DISC_ID = "disc"
 """Module id of the discriminator in the learner's MultiRLModule, and the namespace of its metrics."""
-BC_NLL = "loss/bc_nll"
-"""Metric: the policy's mean negative log-likelihood of the expert pairs of its last minibatch (``bc_weight`` > 0)."""
+BC_LOSS = "loss/bc_loss"
+"""Metric: the BC loss (``bc_weight``) of the expert pairs of the policy's last minibatch."""
 RewardForm = Literal["neg_log_1m_d", "log_d"]
 """The surrogate rewards of ``algorithms.gail.objective.REWARDS``."""
 InputNorm = Literal["expert", "running"]
@@ -33,7 +33,7 @@ class GAILHparams(Hparams):
     metrics: ClassVar[tuple[str, ...]] = (
         f"{DISC_ID}/loss", f"{DISC_ID}/expert_acc", f"{DISC_ID}/policy_acc", f"{DISC_ID}/expert_prob",
         f"{DISC_ID}/policy_prob", f"{DISC_ID}/reward_mean", f"{DISC_ID}/raw_reward_mean",
-        f"{DISC_ID}/grad_penalty", f"{DISC_ID}/gate_acc", BC_NLL) + PPO_METRICS
+        f"{DISC_ID}/grad_penalty", f"{DISC_ID}/gate_acc", BC_LOSS) + PPO_METRICS
     progress: ClassVar[tuple[str, ...]] = (f"{DISC_ID}/loss",)
 
     disc_lr: PositiveFloat = 3e-4
@@ -70,9 +70,10 @@ class GAILHparams(Hparams):
     advantages so far (the early, informative batches' scale: a batch of near-equal rewards moves the policy little);
     "none": raw advantages."""
     bc_weight: NonNegativeFloat = 0.0
-    """Weight β of a behavior-cloning term on the policy: each PPO minibatch's loss adds β × the mean negative
-    log-likelihood of as many expert (obs, action) pairs under the policy (GAIL + BC, Jena et al. 2020); GAIL's
-    reward matches where the policy goes, the BC term how it acts where the expert was. 0 = off (the paper's GAIL)."""
+    """Weight β of a behavior-cloning term on the policy (GAIL + BC, Jena et al. 2020): each PPO minibatch's loss
+    adds β × the BC loss of as many expert (obs, action) pairs (continuous actions: half the squared distance of the
+    policy's mean action to the expert's; discrete: their negative log-likelihood). GAIL's reward matches where the
+    policy goes, the BC term how it acts where the expert was. 0 = off (the paper's GAIL)."""
     freeze_discriminator: bool = False
     """Ablation: D keeps its random initialisation and is never trained (rewards still come from it)."""
 
@@ -81,7 +82,7 @@ class GAILHparams(Hparams):
             (f"{DISC_ID}/grad_penalty", self.grad_penalty == 0, "hparams.grad_penalty > 0"),
             (f"{DISC_ID}/gate_acc", self.disc_max_acc >= 1.0, "hparams.disc_max_acc < 1"),
             (f"{DISC_ID}/raw_reward_mean", self.reward_norm == "none", "hparams.reward_norm: scale or standardize"),
-            (BC_NLL, self.bc_weight == 0, "hparams.bc_weight > 0"),
+            (BC_LOSS, self.bc_weight == 0, "hparams.bc_weight > 0"),
         ) if off}
 
     def check(self, ctx: RunContext) -> list[str]:

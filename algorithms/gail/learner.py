@@ -14,7 +14,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.spaces.space_utils import normalize_action
 
 from algorithms.gail import objective
-from algorithms.gail.hparams import BC_NLL, DISC_ID
+from algorithms.gail.hparams import DISC_ID
 from algorithms.gail.module import LOGITS, Discriminator
 from genlab.rl import connectors
 from genlab.rl.auxiliary import AuxBudget, AuxiliaryModules
@@ -130,21 +130,24 @@ class GAILLearner(AuxiliaryModules, MinibatchLoop, PPOTorchLearner):
 
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict[str, Any],
                                 fwd_out: dict[str, Any]) -> torch.Tensor:
-        """PPO's loss of the policy, plus, with ``bc_weight`` β > 0, β × the policy's mean negative log-likelihood
-        of a draw of expert pairs as large as the minibatch (the expert's actions in the policy's own space)."""
+        """PPO's loss of the policy, plus, with ``bc_weight`` β > 0, β × the BC loss (:meth:`bc_loss`) of a draw of
+        expert pairs as large as the minibatch."""
         loss = super().compute_loss_for_module(module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
         if module_id != DEFAULT_MODULE_ID or self.config.bc_weight == 0:
             return loss
-        nll = self.bc_nll(*self.sample_expert(len(batch[Columns.OBS])))
-        self.metrics.log_value((DEFAULT_MODULE_ID, "bc_nll"), nll.detach(), window=1)  # -> BC_NLL
-        return loss + self.config.bc_weight * nll
+        bc = self.bc_loss(*self.sample_expert(len(batch[Columns.OBS])))
+        self.metrics.log_value((DEFAULT_MODULE_ID, "bc_loss"), bc.detach(), window=1)  # -> BC_LOSS
+        return loss + self.config.bc_weight * bc
 
-    def bc_nll(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The policy's mean negative log-likelihood of these (obs, action) pairs (actions in the policy's space)."""
+    def bc_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The behavior-cloning loss of these (obs, action) pairs (actions in the policy's space): for discrete
+        actions the policy's mean negative log-likelihood of them; for continuous ones the mean squared distance of
+        the policy's mean action to them (half of it: the NLL at unit std), which leaves the policy's std to PPO.
+        (The NLL itself would shrink the std toward a deterministic expert's zero and end the policy's exploration.)"""
         policy = self.module[DEFAULT_MODULE_ID].unwrapped()
         logits = policy.forward_train({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
-        if actions.is_floating_point():
-            actions = actions.to(logits.dtype)
+        if actions.is_floating_point():  # a diagonal Gaussian: the first half of its inputs are the means
+            return 0.5 * (logits[..., :actions.shape[-1]] - actions.to(logits.dtype)).pow(2).sum(-1).mean()
         return -policy.get_train_action_dist_cls().from_logits(logits).logp(actions).mean()
 
     def _reward(self, disc: Discriminator, columns: dict[str, torch.Tensor]) -> torch.Tensor:

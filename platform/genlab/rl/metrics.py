@@ -8,7 +8,7 @@ run has demonstrations) and the env runners' own episode statistics (the true re
 RUNNER_PROGRESS = RUNNER_METRICS[:3]
 """What every RL run's progress line starts with (a method's ``Hparams.progress`` follows)."""
 
-_POLICY_LOSSES = ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "bc_nll")  # bc_nll: GAIL's bc_weight
+_POLICY_LOSSES = ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "bc_loss")  # bc_loss: GAIL's bc_weight
 _SKIP = ("num_", "gradients_", "module_train_batch", "weights_seq_no", "diff_num_grad_updates", "curr_",
          "default_optimizer", "total_loss")
 """RLlib's bookkeeping that it logs for every module (the PPO entropy coefficient and learning rate it would use,
