@@ -1,5 +1,6 @@
 """GAIL imitates: on Pendulum-v1 from 10 expert trajectories it reaches a normalized score >= 0.8, while
-the same pipeline with its discriminator frozen at initialization never gets above 0.3.
+the same pipeline with its discriminator frozen at initialization never gets above 0.3 (the spec's behavior-cloning
+term stays on in both: it does not imitate without D).
 
 Pendulum's episodes all last 200 steps, so a constant reward (the always-positive -log(1-D)) cannot
 tell the policy anything: only the discriminator's judgement of (s, a) can. Both runs are measured here.
