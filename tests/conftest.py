@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -166,9 +165,10 @@ def ray_local():
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for a server the test starts next, outside the range other processes' connections draw from."""
+    from genlab.launch import unused_port
+
+    return unused_port()
 
 
 @pytest.fixture

@@ -110,3 +110,38 @@ def test_a_local_ray_runs_without_ray_trains_preemption_watcher_unless_the_user_
     monkeypatch.setenv(constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR, "1")
     env = local_ray_options(2, {"env_vars": {}})["runtime_env"]["env_vars"]
     assert constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR not in env  # the driver's own variable reaches Ray as set
+
+
+def test_a_local_rays_dashboard_port_is_free_and_outside_the_range_connections_draw_from(monkeypatch):
+    """Two genlab commands at once: a dashboard port probed with bind(0) comes from the ephemeral range, and the
+    other Ray's connections took one before our dashboard bound it ("Failed to find a valid port for dashboard after
+    0 retries"). The port is drawn below that range, is not one a server holds, and differs from every other drawn."""
+    import random
+    import socket
+    from pathlib import Path
+
+    from genlab import launch
+
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [launch.unused_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(20000 <= p < ephemeral_low for p in ports), sorted(ports)[:3] + sorted(ports)[-3:]
+
+    options = launch.local_ray_options(2, {"env_vars": {}})
+    port = options["dashboard_port"]
+    assert 20000 <= port < ephemeral_low
+    assert options["runtime_env"]["env_vars"]["RAY_API_SERVER_ADDRESS"] == f"http://127.0.0.1:{port}"
+
+    with socket.socket() as held:  # a server listens on the first port drawn: the next one is handed out
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        free = next(p for p in range(20000, ephemeral_low) if p not in ports and p != port)
+
+        class Draws(random.Random):
+            def randint(self, a, b):
+                return next(order)
+
+        order = iter([taken, free])
+        monkeypatch.setattr(launch.random, "Random", Draws)
+        assert launch.unused_port() == free

@@ -15,6 +15,7 @@ so bad input costs nothing and writes nothing. Ray is local (a free dashboard po
 from __future__ import annotations
 
 import os
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,42 @@ LOCAL_RAY_ENV_VARS = {
 """Set in every process of a local Ray that genlab starts (a user's own value of any of them wins)."""
 
 
+def unused_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, for a server started next (a local Ray's dashboard, a test's MLflow server),
+    drawn below the kernel's ephemeral range and above Ray's worker ports (10002-19999).
+
+    A port the kernel hands out for ``bind(0)`` is from the ephemeral range, which every outgoing connection on the
+    machine draws from too: between closing the probe and the server binding it, another process's connection (a
+    second Ray's workers reaching their GCS) could take it, and the dashboard then fails to start ("Failed to find a
+    valid port for dashboard after 0 retries: address already in use"; seen with two genlab commands at once).
+    Outside that range only a server that chose the same port could take it. A port is handed out once per process,
+    so that several drawn before any is bound differ."""
+    low, high = 20000, 32767
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        high = max(low + 1000, ephemeral_low - 1)
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux: 20000-32767 is below macOS's and Windows' ephemeral ranges (49152-65535)
+    draw = random.Random(os.urandom(8))  # not the seeded global generator: two runs with one seed draw apart
+    for _ in range(100):
+        port = draw.randint(low, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as probe:  # every draw taken: the kernel's choice
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+_HANDED_OUT: set[int] = set()
+
+
 def local_ray_options(num_cpus: float | None, runtime_env: dict) -> dict:
     """``ray.init`` arguments for a local Ray of this process's own, whatever else runs on the machine.
 
@@ -130,9 +167,7 @@ def local_ray_options(num_cpus: float | None, runtime_env: dict) -> dict:
     of its own (Ray's default 8265 may belong to another Ray; with a port given, Ray does not look further); genlab
     prints its URL. It binds 127.0.0.1.
     """
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = unused_port()
     env_vars = {**{k: v for k, v in LOCAL_RAY_ENV_VARS.items() if k not in os.environ},
                 **runtime_env.get("env_vars", {}), "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
     return {"address": "local", "num_cpus": num_cpus, "include_dashboard": True, "dashboard_port": port,
