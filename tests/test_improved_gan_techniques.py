@@ -422,6 +422,36 @@ def test_tpe_models_the_finished_trials_after_its_startup_trials_and_not_before(
         config.load_sweep(SPECS / "digits_sweep.yaml", ["search=random", "tpe_startup_trials=3"])
 
 
+def test_gp_search_proposes_from_its_model_after_its_startup_trials():
+    """``search: gp`` (Optuna's GPSampler): after its start-up trials, a GP of the finished trials proposes the next.
+    Metric = the unlabeled weight (lower is better): GP's 8 proposals after 3 random ones sit lower than the random
+    ones GP draws with its default 10 start-up trials, on every sampler seed; a choices-only space is valid too."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    from genlab.runners.sweep import _tune_domain, search_algorithm
+
+    def proposals(overrides: list[str]) -> list[float]:
+        sweep = config.load_sweep(SPECS / "digits_sweep.yaml", ["num_samples=11", "max_concurrent=1", *overrides])
+        searcher = search_algorithm(sweep)
+        searcher.set_search_properties(sweep.metric, sweep.mode,
+                                       {p: _tune_domain(d) for p, d in sweep.search_space.items()})
+        out = []
+        for i in range(sweep.num_samples):
+            w = searcher.suggest(f"t{i}")["hparams.unlabeled_weight"]
+            searcher.on_trial_complete(f"t{i}", {sweep.metric: w})
+            out.append(w)
+        return out
+
+    sweep = config.load_sweep(SPECS / "digits_sweep.yaml", ["search=gp"])
+    assert isinstance(search_algorithm(sweep), ConcurrencyLimiter)
+    for seed in range(3):
+        default, early = proposals([f"seed={seed}", "search=gp"]), proposals([f"seed={seed}", "search=gp",
+                                                                               "tpe_startup_trials=3"])
+        assert early[:3] == default[:3] and early[3] != default[3]  # the same random start-up, then GP's model
+        assert statistics.mean(early[3:]) < statistics.mean(default[3:]) - 0.02, (early, default)
+    config.load_sweep(SPECS / "digits_ablation.yaml", ["search=gp"])  # choices only: valid
+
+
 def test_the_sample_quality_specs_are_the_papers_models():
     cifar = config.load_run(SPECS / "cifar10_samples.yaml").hparams_obj()
     assert (cifar.minibatch_kernels, cifar.minibatch_kernel_dim, cifar.g_steps, cifar.adversarial_loss,

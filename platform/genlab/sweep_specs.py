@@ -78,13 +78,15 @@ class SweepSpec(Strict):
     max_concurrent: PositiveInt = 2
     """Trials running at once (each also needs its run's resources)."""
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
-    search: Literal["tpe", "random"] = "tpe"
-    """How trials are proposed: Optuna's TPE (learns from finished trials) or plain random sampling (the baseline)."""
+    search: Literal["tpe", "gp", "random"] = "tpe"
+    """How trials are proposed: Optuna's TPE (learns from finished trials), Optuna's Gaussian-process Bayesian
+    optimization (``GPSampler``: a GP fitted to the finished trials, the next trial where it expects most
+    improvement) or plain random sampling (the baseline)."""
     tpe_startup_trials: PositiveInt | None = None
-    """TPE's random trials before it models the finished ones (Optuna's ``n_startup_trials``; None: Optuna's 10). With
-    the default, a sweep of 16 trials is 10 random ones and 6 that TPE proposes."""
+    """The model's random trials before it models the finished ones (Optuna's ``n_startup_trials``, for TPE and GP;
+    None: Optuna's 10). With the default, a sweep of 16 trials is 10 random ones and 6 that the model proposes."""
     seed: NonNegativeInt = 0
-    """Seed of the sampler (TPE or random)."""
+    """Seed of the sampler (TPE, GP or random)."""
 
     @field_validator("search_space", mode="before")
     @classmethod
@@ -126,8 +128,8 @@ class SweepSpec(Strict):
                 f"run.budget.eval_every: {self.run.budget.eval_every}, but the sweep compares trials by "
                 f"{self.metric} after every epoch; set run.budget.eval_every: 1"
             )
-        if self.tpe_startup_trials is not None and self.search != "tpe":
-            errors.append(f"tpe_startup_trials: {self.tpe_startup_trials}, but search: {self.search} does not use TPE; "
+        if self.tpe_startup_trials is not None and self.search == "random":
+            errors.append(f"tpe_startup_trials: {self.tpe_startup_trials}, but search: random does not use TPE; "
                           "remove it or set search: tpe")
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.run.budget.epochs:
             errors.append(

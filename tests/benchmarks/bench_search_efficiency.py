@@ -48,6 +48,8 @@ VARIANTS = {  # name -> sweep overrides
     # TPE's model from the 5th trial on (Optuna's default: the 11th), so that it acts before a 32-trial sweep's
     # target is found by chance
     "tpe4+asha": ["search=tpe", "tpe_startup_trials=4", "scheduler.type=asha", "scheduler.grace_period=5"],
+    # Optuna's Gaussian-process BO (its default 10 random trials first) in place of TPE
+    "gp+asha": ["search=gp", "scheduler.type=asha", "scheduler.grace_period=5"],
 }
 
 

@@ -14,6 +14,7 @@ import collections
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
@@ -25,7 +26,15 @@ def kind(p: psutil.Process) -> str:
     argv = p.cmdline()
     if argv and argv[0].startswith("ray::"):  # a Ray worker: "ray::<actor class>.<method>" (name() is cut at 15)
         return argv[0].split(".")[0]
+    program = [Path(a).name for a in argv[:3]]  # python -m genlab ..., .venv/bin/genlab ..., .venv/bin/mlflow server
+    if "genlab" in program or "mlflow" in program:
+        return "genlab" if "genlab" in program else "mlflow"
     cmd = " ".join(argv) or p.name()
+    if "multiprocessing.spawn" in cmd or "multiprocessing.forkserver" in cmd:  # a worker of its parent's pool
+        try:
+            return f"{kind(p.parent())} > multiprocessing"
+        except (AttributeError, psutil.Error):
+            pass
     return next((k for k in KINDS if k in cmd), cmd[:60])
 
 

@@ -144,17 +144,18 @@ def run(spec: SweepSpec, *, storage_path: str | Path = "results", resume: bool =
 
 
 def search_algorithm(spec: SweepSpec):
-    """The Tune searcher of ``spec.search``: Optuna's TPE (a choices-only space's ``grid_points`` first), at most
-    ``max_concurrent`` trials at once; or plain random sampling."""
+    """The Tune searcher of ``spec.search``: Optuna's TPE (a choices-only space's ``grid_points`` first) or GP, at
+    most ``max_concurrent`` trials at once; or plain random sampling."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     if spec.search == "random":
         return BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)
-    from optuna.samplers import TPESampler
+    from optuna.samplers import GPSampler, TPESampler
 
     startup = {} if spec.tpe_startup_trials is None else {"n_startup_trials": spec.tpe_startup_trials}
-    searcher = OptunaSearch(sampler=TPESampler(seed=spec.seed, **startup), points_to_evaluate=grid_points(spec))
+    sampler = (GPSampler if spec.search == "gp" else TPESampler)(seed=spec.seed, **startup)
+    searcher = OptunaSearch(sampler=sampler, points_to_evaluate=grid_points(spec))
     return ConcurrencyLimiter(searcher, spec.max_concurrent)
 
 
