@@ -50,6 +50,10 @@ VARIANTS = {  # name -> sweep overrides
     "tpe4+asha": ["search=tpe", "tpe_startup_trials=4", "scheduler.type=asha", "scheduler.grace_period=5"],
     # Optuna's Gaussian-process BO (its default 10 random trials first) in place of TPE
     "gp+asha": ["search=gp", "scheduler.type=asha", "scheduler.grace_period=5"],
+    # ASHA that stops sooner and keeps fewer: rungs at epochs 2 and 8, a quarter of the trials go on at each (the
+    # rungs must be checkpoints)
+    "tpe+asha2x4": ["search=tpe", "scheduler.type=asha", "scheduler.grace_period=2", "scheduler.reduction_factor=4",
+                    "run.budget.checkpoint_every=2"],
 }
 
 
