@@ -129,8 +129,8 @@ class SweepSpec(Strict):
                 f"{self.metric} after every epoch; set run.budget.eval_every: 1"
             )
         if self.tpe_startup_trials is not None and self.search == "random":
-            errors.append(f"tpe_startup_trials: {self.tpe_startup_trials}, but search: random does not use TPE; "
-                          "remove it or set search: tpe")
+            errors.append(f"tpe_startup_trials: {self.tpe_startup_trials}, but search: random does not use TPE or GP; "
+                          "remove it or set search: tpe (or gp)")
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.run.budget.epochs:
             errors.append(
                 f"scheduler.grace_period: {self.scheduler.grace_period} is more than run.budget.epochs="
