@@ -378,19 +378,29 @@ def test_the_sweeps_searcher_proposes_every_ablation_variant_once_in_order():
     """The searcher ``genlab sweep`` hands Tune, driven as Tune drives it (no Ray needed to ask it for trials)."""
     from ray.tune.search import BasicVariantGenerator
 
+    from genlab.runners.sweep import search_algorithm
+
+    # each trial scores better than the last: TPE would favour the first ones
+    assert _proposals("digits_ablation.yaml", [], "hparams.ablation", lambda i, _: 9.0 - i) == list(ABLATIONS)
+    random = config.load_sweep(SPECS / "digits_ablation.yaml", ["search=random"])
+    assert isinstance(search_algorithm(random), BasicVariantGenerator)  # the baseline stays plain random sampling
+
+
+def _proposals(spec: str, overrides: list[str], key: str, metric=None) -> list:
+    """What the searcher ``genlab sweep`` hands Tune proposes for ``key``, trial after trial, driven as Tune drives it
+    (no Ray needed): each trial completes with ``metric(i, value)`` (default: the value itself) before the next."""
     from genlab.runners.sweep import _tune_domain, search_algorithm
 
-    sweep = config.load_sweep(SPECS / "digits_ablation.yaml")
+    sweep = config.load_sweep(SPECS / spec, overrides)
     searcher = search_algorithm(sweep)
     searcher.set_search_properties(sweep.metric, sweep.mode,
                                    {p: _tune_domain(d) for p, d in sweep.search_space.items()})
-    proposed = []
+    out = []
     for i in range(sweep.num_samples):
-        proposed.append(searcher.suggest(f"t{i}")["hparams.ablation"])
-        searcher.on_trial_complete(f"t{i}", {sweep.metric: 9.0 - i})  # TPE would favour the first ones
-    assert proposed == list(ABLATIONS)
-    random = config.load_sweep(SPECS / "digits_ablation.yaml", ["search=random"])
-    assert isinstance(search_algorithm(random), BasicVariantGenerator)  # the baseline stays plain random sampling
+        value = searcher.suggest(f"t{i}")[key]
+        searcher.on_trial_complete(f"t{i}", {sweep.metric: value if metric is None else metric(i, value)})
+        out.append(value)
+    return out
 
 
 def test_tpe_models_the_finished_trials_after_its_startup_trials_and_not_before():
@@ -398,19 +408,10 @@ def test_tpe_models_the_finished_trials_after_its_startup_trials_and_not_before(
     then from its model. On the demo's space with a metric that is the unlabeled weight itself (lower is better), the
     8 proposals after 3 random ones sit lower with 3 start-up trials than with the default's random ones, sampler seed
     after sampler seed (on one seed TPE's exploration can tie)."""
-    from genlab.runners.sweep import _tune_domain, search_algorithm
 
     def proposals(overrides: list[str]) -> list[float]:
-        sweep = config.load_sweep(SPECS / "digits_sweep.yaml", ["num_samples=11", "max_concurrent=1", *overrides])
-        searcher = search_algorithm(sweep)
-        searcher.set_search_properties(sweep.metric, sweep.mode,
-                                       {p: _tune_domain(d) for p, d in sweep.search_space.items()})
-        out = []
-        for i in range(sweep.num_samples):
-            w = searcher.suggest(f"t{i}")["hparams.unlabeled_weight"]
-            searcher.on_trial_complete(f"t{i}", {sweep.metric: w})
-            out.append(w)
-        return out
+        return _proposals("digits_sweep.yaml", ["num_samples=11", "max_concurrent=1", *overrides],
+                          "hparams.unlabeled_weight")
 
     lower = 0
     for seed in range(6):
@@ -425,31 +426,24 @@ def test_tpe_models_the_finished_trials_after_its_startup_trials_and_not_before(
 def test_gp_search_proposes_from_its_model_after_its_startup_trials():
     """``search: gp`` (Optuna's GPSampler): after its start-up trials, a GP of the finished trials proposes the next.
     Metric = the unlabeled weight (lower is better): GP's 8 proposals after 3 random ones sit lower than the random
-    ones GP draws with its default 10 start-up trials, on every sampler seed; a choices-only space is valid too."""
+    ones GP draws with its default 10 start-up trials, on every sampler seed; a choices-only space runs its grid."""
     from ray.tune.search import ConcurrencyLimiter
 
-    from genlab.runners.sweep import _tune_domain, search_algorithm
+    from genlab.runners.sweep import search_algorithm
 
     def proposals(overrides: list[str]) -> list[float]:
-        sweep = config.load_sweep(SPECS / "digits_sweep.yaml", ["num_samples=11", "max_concurrent=1", *overrides])
-        searcher = search_algorithm(sweep)
-        searcher.set_search_properties(sweep.metric, sweep.mode,
-                                       {p: _tune_domain(d) for p, d in sweep.search_space.items()})
-        out = []
-        for i in range(sweep.num_samples):
-            w = searcher.suggest(f"t{i}")["hparams.unlabeled_weight"]
-            searcher.on_trial_complete(f"t{i}", {sweep.metric: w})
-            out.append(w)
-        return out
+        return _proposals("digits_sweep.yaml", ["num_samples=11", "max_concurrent=1", "search=gp", *overrides],
+                          "hparams.unlabeled_weight")
 
     sweep = config.load_sweep(SPECS / "digits_sweep.yaml", ["search=gp"])
     assert isinstance(search_algorithm(sweep), ConcurrencyLimiter)
     for seed in range(3):
-        default, early = proposals([f"seed={seed}", "search=gp"]), proposals([f"seed={seed}", "search=gp",
-                                                                               "tpe_startup_trials=3"])
+        default, early = proposals([f"seed={seed}"]), proposals([f"seed={seed}", "tpe_startup_trials=3"])
         assert early[:3] == default[:3] and early[3] != default[3]  # the same random start-up, then GP's model
         assert statistics.mean(early[3:]) < statistics.mean(default[3:]) - 0.02, (early, default)
-    config.load_sweep(SPECS / "digits_ablation.yaml", ["search=gp"])  # choices only: valid
+    # a choices-only space: every ablation variant once, in order, as with TPE
+    grid = _proposals("digits_ablation.yaml", ["search=gp"], "hparams.ablation", lambda i, _: 9.0 - i)
+    assert grid == list(ABLATIONS)
 
 
 def test_the_sample_quality_specs_are_the_papers_models():
