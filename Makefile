@@ -35,8 +35,8 @@ lint: $(STAMP)
 # The checked-in study reports, docs/reports/<study>/: each CI-scale study on the held-out seeds its spec draws
 # (sweeps/studies/*.yaml), then its page; a GAIL study's expert demonstrations first, if missing. Hours on 2 cores:
 # STUDIES=... picks some; an interrupted study resumes.
-STUDIES ?= improved_gan_digits infogan_digits iaf_vae_digits vime_mountaincar_weak vime_mountaincar_weak_more vime_mountaincar gail_pendulum improved_gan_mnist5k infogan_mnist5k iaf_vae_mnist5k \
-           gail_hopper gail_halfcheetah
+STUDIES ?= improved_gan_digits infogan_digits iaf_vae_digits vime_mountaincar_weak vime_mountaincar_weak_more vime_mountaincar gail_pendulum improved_gan_mnist5k improved_gan_mnist5k_300 \
+           infogan_mnist5k iaf_vae_mnist5k gail_hopper gail_halfcheetah
 reports: $(STAMP)
 	@for s in $(STUDIES); do \
 	  case $$s in gail_*) e=$${s#gail_}; test -f results/experts/$$e/demos.parquet || \
